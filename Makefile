@@ -1,0 +1,33 @@
+# Set-up and entry points. Everything slow happens once and is reused:
+# the libtorch venv and the cargo target folder live outside the clone, at
+# stable paths, so a fresh clone builds incrementally from the last build.
+SHELL := /bin/bash
+CACHE_HOME ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/tuneflow
+export CARGO_TARGET_DIR ?= $(CACHE_HOME)/target
+# One stable absolute value: any change of LIBTORCH rebuilds torch-sys's
+# C++ wrapper (minutes).
+export LIBTORCH ?= $(shell scripts/ensure-libtorch.sh)
+export TUNEFLOW_PYTHON ?= $(dir $(LIBTORCH))../../../bin/python
+BIN := $(CARGO_TARGET_DIR)/release/tuneflow
+
+.PHONY: build test demo fixtures lint fmt bench clean-demo
+
+build:
+	cargo build --release --locked
+
+test:
+	cargo test --workspace --locked
+	cargo test --workspace --locked --no-default-features
+
+demo: build
+	scripts/demo.sh "$(BIN)"
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+bench: build
+	scripts/bench-runner.sh "$(BIN)"
