@@ -1,1 +1,18 @@
+//! Stage kinds for tuneflow: the [`Stage`] trait, the registry of built-in
+//! kinds (one kind per file) and the spanned params model they read.
+//!
+//! Stages never print, touch the cache index or know about the graph: the
+//! runner does all three. A stage gets its inputs as paths, writes its
+//! outputs as paths and returns them; the runner stores them by content.
+#![warn(missing_docs)]
 
+pub mod command;
+mod params;
+mod registry;
+mod stage;
+
+pub use params::{suggest, ParamError, ParamReader, Spanned, Table, Value, ValueKind};
+pub use registry::{build_stage, BuildContext, KINDS};
+pub use stage::{
+    CancelFlag, Inputs, Resources, Stage, StageContext, StageDecl, StageError, StageOutputs,
+};

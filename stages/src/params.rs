@@ -1,0 +1,335 @@
+//! Params as written in the pipeline file: a TOML value tree in which every
+//! value keeps the byte span it came from (or none, for `--set` overrides),
+//! and a reader that collects every error instead of stopping at the first.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::ops::Range;
+
+/// A value and where it was written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spanned<T> {
+    /// The value.
+    pub value: T,
+    /// Byte range in the pipeline file; `None` when it came from `--set`.
+    pub span: Option<Range<usize>>,
+}
+
+/// A TOML value with spans.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Value {
+    /// What it is.
+    pub kind: ValueKind,
+    /// Where it was written.
+    pub span: Option<Range<usize>>,
+}
+
+/// The shape of a [`Value`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum ValueKind {
+    /// A string.
+    Str(String),
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+    /// An array.
+    Array(Vec<Value>),
+    /// A table.
+    Table(Table),
+}
+
+impl ValueKind {
+    /// The TOML type name, for messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Str(_) => "a string",
+            Self::Int(_) => "an integer",
+            Self::Float(_) => "a float",
+            Self::Bool(_) => "a boolean",
+            Self::Array(_) => "an array",
+            Self::Table(_) => "a table",
+        }
+    }
+}
+
+impl Value {
+    /// Canonical text of the value: key order never matters, spans never
+    /// enter it. Used for cache keys and for `status` explanations.
+    pub fn canonical(&self) -> String {
+        match &self.kind {
+            ValueKind::Str(s) => format!("{s:?}"),
+            ValueKind::Int(i) => i.to_string(),
+            ValueKind::Float(f) => format!("{f:?}"),
+            ValueKind::Bool(b) => b.to_string(),
+            ValueKind::Array(items) => {
+                let parts: Vec<_> = items.iter().map(Value::canonical).collect();
+                format!("[{}]", parts.join(", "))
+            }
+            ValueKind::Table(t) => {
+                let mut parts: Vec<_> = t
+                    .entries
+                    .iter()
+                    .map(|(k, v)| format!("{:?} = {}", k.value, v.canonical()))
+                    .collect();
+                parts.sort();
+                format!("{{{}}}", parts.join(", "))
+            }
+        }
+    }
+
+    /// The text to substitute for `${params.x}`: strings bare, others as TOML.
+    pub fn interpolation_text(&self) -> String {
+        match &self.kind {
+            ValueKind::Str(s) => s.clone(),
+            _ => self.canonical(),
+        }
+    }
+}
+
+/// A TOML table with spans, in file order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Table {
+    /// Keys (with their spans) and values.
+    pub entries: Vec<(Spanned<String>, Value)>,
+}
+
+impl Table {
+    /// The value under `key`.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.entries.iter().find(|(k, _)| k.value == key).map(|(_, v)| v)
+    }
+    /// Sets `key`, replacing an existing value.
+    pub fn set(&mut self, key: &str, value: Value) {
+        match self.entries.iter_mut().find(|(k, _)| k.value == key) {
+            Some((_, v)) => *v = value,
+            None => self.entries.push((
+                Spanned {
+                    value: key.to_owned(),
+                    span: None,
+                },
+                value,
+            )),
+        }
+    }
+}
+
+/// One problem in the params of a stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamError {
+    /// What is wrong, a lowercase fragment.
+    pub message: String,
+    /// Where; `None` for values from `--set` or absent keys.
+    pub span: Option<Range<usize>>,
+    /// The caret's label.
+    pub label: String,
+    /// Advice, e.g. "did you mean `command`?".
+    pub help: Option<String>,
+}
+
+/// The closest candidate to `word`, if any is close enough to suggest.
+pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(word, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// Reads typed params from a table, recording every error.
+pub struct ParamReader<'a> {
+    table: &'a Table,
+    owner_span: Option<Range<usize>>,
+    used: RefCell<BTreeSet<String>>,
+    errors: RefCell<Vec<ParamError>>,
+}
+
+impl<'a> ParamReader<'a> {
+    /// A reader over `table`; `owner_span` is where the table's header is.
+    pub fn new(table: &'a Table, owner_span: Option<Range<usize>>) -> Self {
+        Self {
+            table,
+            owner_span,
+            used: RefCell::default(),
+            errors: RefCell::default(),
+        }
+    }
+
+    /// Records an error.
+    pub fn error(&self, err: ParamError) {
+        self.errors.borrow_mut().push(err);
+    }
+
+    /// The raw value under `key`, marking it used.
+    pub fn raw(&self, key: &str) -> Option<&'a Value> {
+        self.used.borrow_mut().insert(key.to_owned());
+        self.table.get(key)
+    }
+
+    fn type_error(&self, key: &str, v: &Value, expected: &str) {
+        self.error(ParamError {
+            message: format!("`{key}` must be {expected}, not {}", v.kind.type_name()),
+            span: v.span.clone(),
+            label: format!("expected {expected}"),
+            help: None,
+        });
+    }
+
+    /// A string param.
+    pub fn str(&self, key: &str) -> Option<Spanned<String>> {
+        let v = self.raw(key)?;
+        match &v.kind {
+            ValueKind::Str(s) => Some(Spanned {
+                value: s.clone(),
+                span: v.span.clone(),
+            }),
+            _ => {
+                self.type_error(key, v, "a string");
+                None
+            }
+        }
+    }
+
+    /// A required string param.
+    pub fn required_str(&self, key: &str, what: &str) -> Option<Spanned<String>> {
+        if self.table.get(key).is_none() {
+            self.error(ParamError {
+                message: format!("missing `{key}`"),
+                span: self.owner_span.clone(),
+                label: format!("this stage needs `{key}` ({what})"),
+                help: None,
+            });
+            return None;
+        }
+        self.str(key)
+    }
+
+    /// A list of strings (a single string is accepted as a list of one).
+    pub fn str_list(&self, key: &str) -> Vec<Spanned<String>> {
+        let Some(v) = self.raw(key) else {
+            return Vec::new();
+        };
+        let item = |v: &Value| match &v.kind {
+            ValueKind::Str(s) => Some(Spanned {
+                value: s.clone(),
+                span: v.span.clone(),
+            }),
+            _ => {
+                self.type_error(key, v, "a string");
+                None
+            }
+        };
+        match &v.kind {
+            ValueKind::Array(items) => items.iter().filter_map(item).collect(),
+            ValueKind::Str(_) => item(v).into_iter().collect(),
+            _ => {
+                self.type_error(key, v, "an array of strings");
+                Vec::new()
+            }
+        }
+    }
+
+    /// A non-negative integer param.
+    pub fn uint(&self, key: &str) -> Option<Spanned<u64>> {
+        let v = self.raw(key)?;
+        match &v.kind {
+            ValueKind::Int(i) if *i >= 0 => Some(Spanned {
+                value: *i as u64,
+                span: v.span.clone(),
+            }),
+            _ => {
+                self.type_error(key, v, "a non-negative integer");
+                None
+            }
+        }
+    }
+
+    /// A table param.
+    pub fn table(&self, key: &str) -> Option<&'a Table> {
+        let v = self.raw(key)?;
+        match &v.kind {
+            ValueKind::Table(t) => Some(t),
+            _ => {
+                self.type_error(key, v, "a table");
+                None
+            }
+        }
+    }
+
+    /// Reports keys no reader asked for, suggesting the closest known one,
+    /// and returns every error collected.
+    pub fn finish(self) -> Vec<ParamError> {
+        let used = self.used.into_inner();
+        let mut errors = self.errors.into_inner();
+        for (k, _) in &self.table.entries {
+            if used.contains(&k.value) {
+                continue;
+            }
+            let help = suggest(&k.value, used.iter().map(String::as_str))
+                .map(|s| format!("did you mean `{s}`?"))
+                .or_else(|| {
+                    let known: Vec<_> = used.iter().map(|u| format!("`{u}`")).collect();
+                    Some(format!("known keys here: {}", known.join(", ")))
+                });
+            errors.push(ParamError {
+                message: format!("unknown key `{}`", k.value),
+                span: k.span.clone(),
+                label: "not a key of this stage kind".into(),
+                help,
+            });
+        }
+        errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &str) -> Value {
+        Value {
+            kind: ValueKind::Str(v.into()),
+            span: Some(0..1),
+        }
+    }
+
+    #[test]
+    fn canonical_ignores_key_order_and_spans() {
+        let mut a = Table::default();
+        a.set("x", s("1"));
+        a.set("y", Value { kind: ValueKind::Int(2), span: None });
+        let mut b = Table::default();
+        b.set("y", Value { kind: ValueKind::Int(2), span: Some(5..6) });
+        b.set("x", Value { kind: ValueKind::Str("1".into()), span: None });
+        let va = Value { kind: ValueKind::Table(a), span: None };
+        let vb = Value { kind: ValueKind::Table(b), span: Some(1..2) };
+        assert_eq!(va.canonical(), vb.canonical());
+    }
+
+    #[test]
+    fn reader_reports_types_missing_and_unknown_with_suggestions() {
+        let mut t = Table::default();
+        t.set("cmd", Value { kind: ValueKind::Int(3), span: Some(3..4) });
+        t.set("depz", s("a"));
+        let r = ParamReader::new(&t, Some(0..1));
+        assert!(r.str("cmd").is_none());
+        assert!(r.required_str("outs", "files").is_none());
+        let _ = r.str_list("deps");
+        let errors = r.finish();
+        let messages: Vec<_> = errors.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            ["`cmd` must be a string, not an integer", "missing `outs`", "unknown key `depz`"]
+        );
+        assert_eq!(errors[2].help.as_deref(), Some("did you mean `deps`?"));
+    }
+
+    #[test]
+    fn suggest_finds_near_misses_only() {
+        assert_eq!(suggest("comand", ["command", "ingest"]), Some("command"));
+        assert_eq!(suggest("zzz", ["command", "ingest"]), None);
+    }
+}

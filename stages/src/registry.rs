@@ -1,0 +1,28 @@
+//! The built-in stage kinds and how each is built from its params.
+
+use crate::params::{ParamReader, Table};
+use crate::stage::StageDecl;
+
+/// Every built-in kind name, for suggestions and `--help`.
+pub const KINDS: &[&str] = &["command"];
+
+/// What a kind's builder may see besides the stage's own params.
+pub struct BuildContext<'a> {
+    /// The stage's name.
+    pub name: &'a str,
+    /// The pipeline's `[params]` table, for `${params.x}` interpolation.
+    pub params: &'a Table,
+}
+
+/// Builds a stage of `kind`; `None` when `kind` is not built in or when the
+/// params have errors (recorded in `reader`).
+pub fn build_stage(
+    kind: &str,
+    cx: &BuildContext<'_>,
+    reader: &ParamReader<'_>,
+) -> Option<StageDecl> {
+    match kind {
+        "command" => crate::command::build(cx, reader),
+        _ => None,
+    }
+}
