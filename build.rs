@@ -15,6 +15,8 @@ fn main() {
     // the CUDA backend from static constructors only, so without
     // `--no-as-needed` CUDA would never be available at run time.
     if std::path::Path::new(&lib).join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-arg-bin=tuneflow-torch=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+        println!(
+            "cargo:rustc-link-arg-bin=tuneflow-torch=-Wl,--no-as-needed,-ltorch_cuda,--as-needed"
+        );
     }
 }

@@ -168,7 +168,9 @@ impl Index {
 
     /// The manifest cached under `key`.
     pub fn result(&self, key: &StageDigest) -> Result<Option<Manifest>, CacheError> {
-        self.get_json(&self.results, key.as_bytes(), || format!("result {}", key.short()))
+        self.get_json(&self.results, key.as_bytes(), || {
+            format!("result {}", key.short())
+        })
     }
 
     /// Records a manifest and makes it durable. Call only after every blob
@@ -180,7 +182,9 @@ impl Index {
 
     /// Forgets a manifest (e.g. one whose blobs are gone).
     pub fn remove_result(&self, key: &StageDigest) -> Result<(), CacheError> {
-        self.results.remove(key.as_bytes()).map_err(|e| self.err(e))?;
+        self.results
+            .remove(key.as_bytes())
+            .map_err(|e| self.err(e))?;
         Ok(())
     }
 
@@ -214,9 +218,15 @@ impl Index {
     }
 
     /// What went into `stage`'s key last time, in pipeline `pipeline`.
-    pub fn stage_record(&self, pipeline: &str, stage: &str) -> Result<Option<StageRecord>, CacheError> {
+    pub fn stage_record(
+        &self,
+        pipeline: &str,
+        stage: &str,
+    ) -> Result<Option<StageRecord>, CacheError> {
         let key = format!("{pipeline}\0{stage}");
-        self.get_json(&self.stages, key.as_bytes(), || format!("stage record `{stage}`"))
+        self.get_json(&self.stages, key.as_bytes(), || {
+            format!("stage record `{stage}`")
+        })
     }
 
     /// Remembers what went into `stage`'s key.
@@ -241,17 +251,21 @@ impl Index {
         let mut out = Vec::new();
         for item in self.runs.iter() {
             let (_, v) = item.map_err(|e| self.err(e))?;
-            out.push(serde_json::from_slice(&v).map_err(|e| CacheError::CorruptRecord {
-                what: "run record".into(),
-                detail: e.to_string(),
-            })?);
+            out.push(
+                serde_json::from_slice(&v).map_err(|e| CacheError::CorruptRecord {
+                    what: "run record".into(),
+                    detail: e.to_string(),
+                })?,
+            );
         }
         Ok(out)
     }
 
     /// Forgets a run record.
     pub fn remove_run(&self, started: u64) -> Result<(), CacheError> {
-        self.runs.remove(started.to_be_bytes()).map_err(|e| self.err(e))?;
+        self.runs
+            .remove(started.to_be_bytes())
+            .map_err(|e| self.err(e))?;
         Ok(())
     }
 
@@ -295,7 +309,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let db = sled::open(dir.path().join("index")).unwrap();
-            db.open_tree("stage-results-v0").unwrap().insert(b"k", b"v").unwrap();
+            db.open_tree("stage-results-v0")
+                .unwrap()
+                .insert(b"k", b"v")
+                .unwrap();
             db.flush().unwrap();
         }
         let index = Index::open(&dir.path().join("index")).unwrap();

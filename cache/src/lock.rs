@@ -89,7 +89,10 @@ mod tests {
         // flock locks belong to the open file description, so a second open
         // in the same process conflicts just as another process would.
         let err = CacheLock::acquire(&path).unwrap_err();
-        assert!(err.to_string().contains(&std::process::id().to_string()), "{err}");
+        assert!(
+            err.to_string().contains(&std::process::id().to_string()),
+            "{err}"
+        );
         drop(held);
         CacheLock::acquire(&path).unwrap();
     }

@@ -157,7 +157,9 @@ fn hash_dir(root: &Path, old: &Record) -> Result<(HashedPath, Vec<StatEntry>), C
                 std::io::Error::other("file name is not valid UTF-8"),
             )
         })?;
-        let meta = item.metadata().map_err(|e| CacheError::io("stat", item.path(), e.into()))?;
+        let meta = item
+            .metadata()
+            .map_err(|e| CacheError::io("stat", item.path(), e.into()))?;
         entries.push(entry_for(item.path(), rel.to_owned(), &meta));
     }
     entries.sort_by(|a, b| a.path.cmp(&b.path));
@@ -169,7 +171,10 @@ fn hash_dir(root: &Path, old: &Record) -> Result<(HashedPath, Vec<StatEntry>), C
             Some(p) if p.path == e.path && p.same_stat(e, old.0) => e.digest = p.digest,
             _ => {
                 let full = root.join(&e.path);
-                e.digest = if std::fs::symlink_metadata(&full).ctx("stat", &full)?.is_symlink() {
+                e.digest = if std::fs::symlink_metadata(&full)
+                    .ctx("stat", &full)?
+                    .is_symlink()
+                {
                     // A link is recorded by its target text, as git does.
                     let target = std::fs::read_link(&full).ctx("read link", &full)?;
                     BlobDigest::of(target.as_os_str().as_encoded_bytes())
@@ -264,7 +269,9 @@ mod tests {
     fn backdate(path: &Path) {
         // Move mtime out of the racy window; ctime stays "now", so wait it out.
         let _ = path;
-        std::thread::sleep(std::time::Duration::from_nanos(RACY_NANOS as u64 + 20_000_000));
+        std::thread::sleep(std::time::Duration::from_nanos(
+            RACY_NANOS as u64 + 20_000_000,
+        ));
     }
 
     #[test]

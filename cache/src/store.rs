@@ -136,9 +136,7 @@ impl ObjectStore {
         let data = match std::fs::read(&path) {
             Ok(data) => data,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(CacheError::MissingObject {
-                    digest: d.to_hex(),
-                })
+                return Err(CacheError::MissingObject { digest: d.to_hex() })
             }
             Err(e) => return Err(CacheError::io("read", path, e)),
         };
@@ -159,9 +157,7 @@ impl ObjectStore {
         let mut input = match std::fs::File::open(&src) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(CacheError::MissingObject {
-                    digest: d.to_hex(),
-                })
+                return Err(CacheError::MissingObject { digest: d.to_hex() })
             }
             Err(e) => return Err(CacheError::io("read", src, e)),
         };
@@ -271,7 +267,9 @@ impl ObjectStore {
         let mut bytes = 0;
         let list = self.list()?;
         for d in &list {
-            bytes += std::fs::metadata(self.path_of(d)).map(|m| m.len()).unwrap_or(0);
+            bytes += std::fs::metadata(self.path_of(d))
+                .map(|m| m.len())
+                .unwrap_or(0);
         }
         Ok((list.len() as u64, bytes))
     }
@@ -327,7 +325,12 @@ mod tests {
         store.restore_file(&d, &out, false).unwrap();
         assert_eq!(std::fs::read(&out).unwrap(), b"hello");
         // Nothing is left in tmp/ after a successful write.
-        assert_eq!(std::fs::read_dir(dir.path().join("objects/tmp")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("objects/tmp"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 
     #[test]
@@ -349,7 +352,12 @@ mod tests {
         let err = store.put_file(&dir.path().join("missing")).unwrap_err();
         assert!(err.to_string().contains("missing"), "{err}");
         assert!(store.list().unwrap().is_empty());
-        assert_eq!(std::fs::read_dir(dir.path().join("objects/tmp")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("objects/tmp"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 
     #[test]
@@ -361,7 +369,9 @@ mod tests {
         let path = store.path_of(&d);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         std::fs::write(&path, b"precioux").unwrap();
-        let err = store.restore_file(&d, &dir.path().join("o"), false).unwrap_err();
+        let err = store
+            .restore_file(&d, &dir.path().join("o"), false)
+            .unwrap_err();
         assert!(matches!(err, CacheError::CorruptObject { .. }), "{err}");
         assert!(!dir.path().join("o").exists());
         let report = store.verify(&dir.path().join("quarantine")).unwrap();

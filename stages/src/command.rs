@@ -110,7 +110,8 @@ impl Stage for Command {
                 fs_err::create_dir_all(parent).map_err(|e| StageError::io("create", parent, e))?;
             }
         }
-        let log = fs_err::File::create(&cx.log).map_err(|e| StageError::io("create", &cx.log, e))?;
+        let log =
+            fs_err::File::create(&cx.log).map_err(|e| StageError::io("create", &cx.log, e))?;
         let log = Arc::new(Mutex::new(log.into_parts().0));
         let mut child = self.spawn(cx)?;
         let tail = Arc::new(Mutex::new(VecDeque::new()));
@@ -207,10 +208,16 @@ fn pipe_to_log<R: std::io::Read + Send + 'static>(
 
 /// Waits for the child, polling the cancel flag; on cancel, stops the whole
 /// process group (SIGTERM, then SIGKILL after half a second).
-fn wait_or_cancel(child: &mut Child, cx: &StageContext) -> Result<std::process::ExitStatus, StageError> {
+fn wait_or_cancel(
+    child: &mut Child,
+    cx: &StageContext,
+) -> Result<std::process::ExitStatus, StageError> {
     let mut poll = Duration::from_millis(1);
     loop {
-        if let Some(status) = child.try_wait().map_err(|e| StageError::io("wait for", &cx.log, e))? {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| StageError::io("wait for", &cx.log, e))?
+        {
             return Ok(status);
         }
         if cx.cancel.is_cancelled() {
@@ -277,7 +284,13 @@ mod tests {
     #[test]
     fn interpolates_params_and_leaves_shell_variables() {
         let mut params = Table::default();
-        params.set("n", Value { kind: ValueKind::Int(3), span: None });
+        params.set(
+            "n",
+            Value {
+                kind: ValueKind::Int(3),
+                span: None,
+            },
+        );
         let cmd = Spanned {
             value: "echo ${params.n} ${HOME}".to_owned(),
             span: None,
@@ -297,14 +310,20 @@ mod tests {
         let c = command("echo hi > out/a.txt", &["out/a.txt"]);
         let outputs = c.run(&cx(dir.path()), &Inputs::default()).unwrap();
         assert_eq!(outputs.paths[0].0, "out/a.txt");
-        assert_eq!(std::fs::read_to_string(dir.path().join("out/a.txt")).unwrap(), "hi\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("out/a.txt")).unwrap(),
+            "hi\n"
+        );
     }
 
     #[test]
     fn failure_reports_status_and_stderr_tail() {
         let dir = tempfile::tempdir().unwrap();
         let c = command("echo oops >&2; exit 3", &[]);
-        let err = c.run(&cx(dir.path()), &Inputs::default()).unwrap_err().to_string();
+        let err = c
+            .run(&cx(dir.path()), &Inputs::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("exit status 3"), "{err}");
         assert!(err.contains("| oops"), "{err}");
         assert!(err.contains("s.log"), "{err}");

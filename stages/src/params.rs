@@ -99,7 +99,10 @@ pub struct Table {
 impl Table {
     /// The value under `key`.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.entries.iter().find(|(k, _)| k.value == key).map(|(_, v)| v)
+        self.entries
+            .iter()
+            .find(|(k, _)| k.value == key)
+            .map(|(_, v)| v)
     }
     /// Sets `key`, replacing an existing value.
     pub fn set(&mut self, key: &str, value: Value) {
@@ -300,19 +303,49 @@ mod tests {
     fn canonical_ignores_key_order_and_spans() {
         let mut a = Table::default();
         a.set("x", s("1"));
-        a.set("y", Value { kind: ValueKind::Int(2), span: None });
+        a.set(
+            "y",
+            Value {
+                kind: ValueKind::Int(2),
+                span: None,
+            },
+        );
         let mut b = Table::default();
-        b.set("y", Value { kind: ValueKind::Int(2), span: Some(5..6) });
-        b.set("x", Value { kind: ValueKind::Str("1".into()), span: None });
-        let va = Value { kind: ValueKind::Table(a), span: None };
-        let vb = Value { kind: ValueKind::Table(b), span: Some(1..2) };
+        b.set(
+            "y",
+            Value {
+                kind: ValueKind::Int(2),
+                span: Some(5..6),
+            },
+        );
+        b.set(
+            "x",
+            Value {
+                kind: ValueKind::Str("1".into()),
+                span: None,
+            },
+        );
+        let va = Value {
+            kind: ValueKind::Table(a),
+            span: None,
+        };
+        let vb = Value {
+            kind: ValueKind::Table(b),
+            span: Some(1..2),
+        };
         assert_eq!(va.canonical(), vb.canonical());
     }
 
     #[test]
     fn reader_reports_types_missing_and_unknown_with_suggestions() {
         let mut t = Table::default();
-        t.set("cmd", Value { kind: ValueKind::Int(3), span: Some(3..4) });
+        t.set(
+            "cmd",
+            Value {
+                kind: ValueKind::Int(3),
+                span: Some(3..4),
+            },
+        );
         t.set("depz", s("a"));
         let r = ParamReader::new(&t, Some(0..1));
         assert!(r.str("cmd").is_none());
@@ -322,7 +355,11 @@ mod tests {
         let messages: Vec<_> = errors.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(
             messages,
-            ["`cmd` must be a string, not an integer", "missing `outs`", "unknown key `depz`"]
+            [
+                "`cmd` must be a string, not an integer",
+                "missing `outs`",
+                "unknown key `depz`"
+            ]
         );
         assert_eq!(errors[2].help.as_deref(), Some("did you mean `deps`?"));
     }

@@ -93,7 +93,6 @@ impl CancelFlag {
     }
 }
 
-
 /// Why a stage failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {

@@ -1,0 +1,126 @@
+//! The command line (clap derive structs only).
+
+use std::path::PathBuf;
+
+/// Runs declarative machine-learning pipelines with a content-addressed cache.
+///
+/// A rerun does only what changed and resumes after a crash with no flags.
+///
+/// Exit codes: 0 success, 1 a stage failed, 2 invalid pipeline or usage,
+/// 3 cache or IO unusable, 130 interrupted.
+#[derive(Debug, clap::Parser)]
+#[command(name = "tuneflow", version, max_term_width = 100)]
+pub struct Cli {
+    /// The cache folder (default: `.tuneflow/` beside the pipeline file).
+    #[arg(long, global = true, env = "TUNEFLOW_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// More logging on stderr (repeat for more); `RUST_LOG` also works.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Runs a pipeline: stages whose inputs are unchanged come from the cache.
+    Run(RunArgs),
+    /// Says for every stage whether it is cached or will run, and why.
+    Status(StatusArgs),
+    /// Prints the stage graph.
+    Graph(GraphArgs),
+    /// Inspects and maintains the cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+/// `tuneflow run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The pipeline file.
+    pub pipeline: PathBuf,
+    /// Stages running at once (default: number of cores).
+    #[arg(short, long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Overrides a value: `STAGE.KEY=VALUE`, `params.KEY=VALUE` or `pipeline.KEY=VALUE`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Runs STAGE even if it is cached (repeatable).
+    #[arg(long, value_name = "STAGE")]
+    pub force: Vec<String>,
+    /// After a failure, finish the branches that do not depend on it.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// One JSON object per line on stdout instead of progress.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tuneflow status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The pipeline file.
+    pub pipeline: PathBuf,
+    /// Overrides, as for `run`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// One JSON object per stage.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tuneflow graph`.
+#[derive(Debug, clap::Args)]
+pub struct GraphArgs {
+    /// The pipeline file.
+    pub pipeline: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "dot")]
+    pub format: GraphFormat,
+}
+
+/// Graph output formats.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum GraphFormat {
+    /// Graphviz.
+    Dot,
+    /// Mermaid flowchart.
+    Mermaid,
+}
+
+/// `tuneflow cache ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum CacheCommand {
+    /// Re-hashes every object; corrupt ones are quarantined and rerun later.
+    Verify(CacheArgs),
+    /// Removes what the given pipelines' current keys (and recent runs) do not use.
+    Gc(GcArgs),
+    /// Shows how much the cache holds.
+    Du(CacheArgs),
+}
+
+/// Which cache a `cache` subcommand works on.
+#[derive(Debug, clap::Args)]
+pub struct CacheArgs {
+    /// A pipeline file whose default cache to use (else `--cache-dir`, else `./.tuneflow`).
+    pub pipeline: Option<PathBuf>,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tuneflow cache gc`.
+#[derive(Debug, clap::Args)]
+pub struct GcArgs {
+    /// Pipelines whose current results to keep.
+    #[arg(required = true)]
+    pub pipelines: Vec<PathBuf>,
+    /// Also keep everything the last N runs used.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_last: usize,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}

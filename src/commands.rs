@@ -1,0 +1,207 @@
+//! Each subcommand, from parsed arguments to an exit code. This is the only
+//! module (with the reporter) that prints.
+#![expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "commands print their results"
+)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tuneflow_cache::{CacheLayout, CacheLock, Index, RunRecord};
+
+use crate::cli::{CacheCommand, Cli, Command, RunArgs};
+use crate::engine::{Engine, EngineOptions, Outcome};
+use crate::error::{exit, RunError};
+use crate::executor::{DagrsExecutor, Executor};
+use crate::plan::{self, Plan};
+use crate::report::{Mode, Reporter, RunEvent};
+
+/// Runs the parsed command line; returns the process exit code.
+pub fn main(cli: Cli) -> i32 {
+    let cache_dir = cli.cache_dir.clone();
+    let result = match cli.command {
+        Command::Run(args) => run(&args, cache_dir.as_deref()),
+        Command::Status(args) => crate::status::status(&args, cache_dir.as_deref()),
+        Command::Graph(args) => crate::graph::graph(&args),
+        Command::Cache(CacheCommand::Verify(a)) => {
+            crate::maintenance::verify(&a, cache_dir.as_deref())
+        }
+        Command::Cache(CacheCommand::Du(a)) => crate::maintenance::du(&a, cache_dir.as_deref()),
+        Command::Cache(CacheCommand::Gc(a)) => crate::maintenance::gc(&a, cache_dir.as_deref()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprint!("{}", e.render(terminal_width()));
+            e.exit_code()
+        }
+    }
+}
+
+fn terminal_width() -> usize {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(100)
+}
+
+/// The cache folder: `--cache-dir`/`TUNEFLOW_CACHE_DIR`, else the
+/// pipeline's `[pipeline] cache`, else `.tuneflow/` beside the pipeline.
+pub fn cache_layout(
+    flag: Option<&Path>,
+    plan: Option<&Plan>,
+    pipeline: Option<&Path>,
+) -> CacheLayout {
+    if let Some(dir) = flag {
+        return CacheLayout::new(dir);
+    }
+    if let Some(dir) = plan.and_then(|p| p.cache_dir.clone()) {
+        return CacheLayout::new(dir);
+    }
+    let beside = pipeline
+        .and_then(|p| std::path::absolute(p).ok())
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    CacheLayout::new(beside.join(".tuneflow"))
+}
+
+fn run(args: &RunArgs, cache_flag: Option<&Path>) -> Result<i32, RunError> {
+    let started = Instant::now();
+    let plan = Arc::new(plan::load(&args.pipeline, &args.set)?);
+    for f in &args.force {
+        if plan.index_of(f).is_none() {
+            return Err(crate::error::PipelineError::Usage(format!(
+                "`--force {f}`: no stage is called `{f}`"
+            ))
+            .into());
+        }
+    }
+    let layout = cache_layout(cache_flag, Some(&plan), Some(&args.pipeline));
+    let _lock = CacheLock::acquire(&layout.lock())?;
+    let index = Index::open(&layout.index())?;
+    let (reporter, render) = Reporter::start(Mode::pick(args.json));
+    let options = EngineOptions {
+        force: args.force.clone(),
+        keep_going: args.keep_going,
+        jobs: args
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+    };
+    let engine = Arc::new(Engine::new(
+        plan.clone(),
+        layout,
+        index,
+        reporter.clone(),
+        options,
+    )?);
+    reporter.send(RunEvent::RunStarted {
+        pipeline: plan.name.clone(),
+        stages: plan.stages.len(),
+    });
+    let remaining = engine.first_pass();
+    let mut interrupted = false;
+    if !remaining.is_empty() {
+        engine.write_state();
+        interrupted = execute(&engine, remaining);
+    }
+    let outcomes = engine.outcomes();
+    let code = finish(&engine, &outcomes, &reporter, started, interrupted);
+    drop(reporter);
+    drop(engine);
+    let _ = render.join();
+    Ok(code)
+}
+
+/// Runs the remaining stages on a tokio runtime; returns whether the run
+/// was interrupted (Ctrl-C or SIGTERM).
+fn execute(engine: &Arc<Engine>, remaining: Vec<usize>) -> bool {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
+    runtime.block_on(async {
+        let cancel = engine.cancel.clone();
+        let watcher = tokio::spawn(async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+            cancel.cancel();
+        });
+        if let Err(e) = DagrsExecutor.execute(engine.clone(), remaining).await {
+            tracing::error!("executor failed: {e}");
+        }
+        watcher.abort();
+    });
+    engine.cancel.is_cancelled()
+}
+
+fn finish(
+    engine: &Engine,
+    outcomes: &[Outcome],
+    reporter: &Reporter,
+    started: Instant,
+    interrupted: bool,
+) -> i32 {
+    let count = |f: fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
+    let ran = count(|o| matches!(o, Outcome::Ran(..)));
+    let cached = count(|o| matches!(o, Outcome::Cached(..)));
+    let failed = count(|o| matches!(o, Outcome::Failed(_)));
+    let skipped = count(|o| matches!(o, Outcome::Skipped(_) | Outcome::Pending));
+    // A no-op rerun records nothing: the keys are those of the last run.
+    if ran + failed + skipped > 0 || engine.index().runs().map(|r| r.is_empty()).unwrap_or(true) {
+        let keys = engine
+            .plan
+            .stages
+            .iter()
+            .zip(outcomes)
+            .filter_map(|(s, o)| o.key().map(|k| (s.name.clone(), k)))
+            .collect();
+        let record = RunRecord {
+            started: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+            pipeline: engine.plan.file.display().to_string(),
+            keys,
+            outcome: if interrupted {
+                "interrupted"
+            } else if failed > 0 {
+                "failed"
+            } else {
+                "success"
+            }
+            .into(),
+            metrics: Default::default(),
+        };
+        if let Err(e) = engine.index().put_run(&record) {
+            tracing::warn!("failed to record the run: {e}");
+        }
+    }
+    reporter.send(RunEvent::RunFinished {
+        ran,
+        cached,
+        failed,
+        skipped,
+        seconds: started.elapsed().as_secs_f64(),
+    });
+    if interrupted {
+        exit::INTERRUPTED
+    } else if failed > 0 || skipped > 0 {
+        exit::STAGE_FAILED
+    } else {
+        exit::SUCCESS
+    }
+}
+
+/// Opens the cache for a maintenance command, holding its lock.
+pub fn open_cache(layout: &CacheLayout) -> Result<(CacheLock, Index), RunError> {
+    let lock = CacheLock::acquire(&layout.lock())?;
+    let index = Index::open(&layout.index())?;
+    Ok((lock, index))
+}

@@ -1,0 +1,406 @@
+//! The run engine: decides per stage whether the cache has its outputs,
+//! runs what it must, commits each finished stage at once, and records what
+//! went into every key.
+//!
+//! A first pass walks the stages in order and serves from the cache every
+//! stage whose upstream stages are all cached (a no-op rerun ends there,
+//! with no graph built). The rest run as dagrs nodes; each node computes
+//! its key only when its upstream stages have finished, so a stage whose
+//! inputs came out byte-identical is still a cache hit (early cutoff).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tuneflow_cache::{
+    CacheLayout, Index, Manifest, ObjectStore, StageDigest, StageRecord, StatCache,
+};
+use tuneflow_stages::{CancelFlag, Inputs, StageContext};
+
+use crate::keys::{self, KeyError};
+use crate::outputs::{ensure_workspace, store_outputs};
+use crate::plan::{Input, Plan};
+use crate::report::{Reporter, RunEvent};
+use crate::resources::GpuPool;
+
+/// What happened to one stage.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Not decided yet.
+    Pending,
+    /// Served from the cache.
+    Cached(StageDigest, Manifest),
+    /// Ran and committed.
+    Ran(StageDigest, Manifest),
+    /// Failed, with the message.
+    Failed(String),
+    /// Not run, with the reason.
+    Skipped(String),
+}
+
+impl Outcome {
+    fn manifest(&self) -> Option<&Manifest> {
+        match self {
+            Self::Cached(_, m) | Self::Ran(_, m) => Some(m),
+            _ => None,
+        }
+    }
+    /// The stage's key, when known.
+    pub fn key(&self) -> Option<StageDigest> {
+        match self {
+            Self::Cached(k, _) | Self::Ran(k, _) => Some(*k),
+            _ => None,
+        }
+    }
+    /// A short word for state files and status.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Cached(..) => "cached",
+            Self::Ran(..) => "finished",
+            Self::Failed(_) => "failed",
+            Self::Skipped(_) => "skipped",
+        }
+    }
+}
+
+/// Knobs from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// Stages to run even when cached.
+    pub force: Vec<String>,
+    /// Finish independent branches after a failure.
+    pub keep_going: bool,
+    /// Stages running at once.
+    pub jobs: usize,
+}
+
+/// Shared state of one run.
+pub struct Engine {
+    /// The pipeline.
+    pub plan: Arc<Plan>,
+    index: Index,
+    store: ObjectStore,
+    outcomes: Mutex<Vec<Outcome>>,
+    reporter: Reporter,
+    /// Set on Ctrl-C; stages poll it.
+    pub cancel: CancelFlag,
+    stop: AtomicBool,
+    options: EngineOptions,
+    forced: Vec<bool>,
+    jobs: tokio::sync::Semaphore,
+    gpus: GpuPool,
+    run_dir: PathBuf,
+    layout: CacheLayout,
+}
+
+impl Engine {
+    /// A new engine over an open cache.
+    pub fn new(
+        plan: Arc<Plan>,
+        layout: CacheLayout,
+        index: Index,
+        reporter: Reporter,
+        options: EngineOptions,
+    ) -> Result<Self, tuneflow_cache::CacheError> {
+        let store = ObjectStore::open(layout.objects())?;
+        let forced = plan
+            .stages
+            .iter()
+            .map(|s| options.force.contains(&s.name))
+            .collect();
+        let run_dir = layout.runs().join(crate::state::run_id());
+        Ok(Self {
+            outcomes: Mutex::new(vec![Outcome::Pending; plan.stages.len()]),
+            jobs: tokio::sync::Semaphore::new(options.jobs.max(1)),
+            gpus: GpuPool::detect(),
+            plan,
+            index,
+            store,
+            reporter,
+            cancel: CancelFlag::default(),
+            stop: AtomicBool::new(false),
+            options,
+            forced,
+            run_dir,
+            layout,
+        })
+    }
+
+    /// The index, for run records.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// A copy of every outcome so far.
+    pub fn outcomes(&self) -> Vec<Outcome> {
+        self.outcomes.lock().expect("outcomes lock").clone()
+    }
+
+    fn set(&self, i: usize, o: Outcome) {
+        self.outcomes.lock().expect("outcomes lock")[i] = o;
+        self.write_state();
+    }
+
+    /// Rewrites the state file `status` reads while this run holds the lock.
+    pub fn write_state(&self) {
+        let outcomes = self.outcomes();
+        crate::state::write(&self.layout, &self.plan, &outcomes);
+    }
+
+    fn manifest_of(&self, j: usize) -> Option<Manifest> {
+        self.outcomes.lock().expect("outcomes lock")[j]
+            .manifest()
+            .cloned()
+    }
+
+    /// Serves from the cache every stage it can without running anything;
+    /// returns the stages left to run.
+    pub fn first_pass(&self) -> Vec<usize> {
+        let mut remaining = Vec::new();
+        let mut blocked = vec![false; self.plan.stages.len()];
+        for i in 0..self.plan.stages.len() {
+            if self.plan.stages[i].upstream.iter().any(|&j| blocked[j]) {
+                blocked[i] = true;
+                remaining.push(i);
+                continue;
+            }
+            match self.try_cache(i) {
+                Ok(Some((record, manifest, restored))) => {
+                    self.record_hit(i, record, manifest, restored)
+                }
+                _ => {
+                    blocked[i] = true;
+                    remaining.push(i);
+                }
+            }
+        }
+        remaining
+    }
+
+    /// Looks stage `i` up; on a hit, makes its workspace outputs current.
+    /// A hit whose objects are missing or corrupt counts as a miss.
+    fn try_cache(
+        &self,
+        i: usize,
+    ) -> Result<Option<(StageRecord, Manifest, Vec<String>)>, KeyError> {
+        let stats = StatCache::new(&self.index);
+        let record = keys::compute(&self.plan, i, &|j| self.manifest_of(j), &stats)?;
+        if self.forced[i] {
+            return Ok(None);
+        }
+        let Some(manifest) = self.index.result(&record.key)? else {
+            return Ok(None);
+        };
+        let ps = &self.plan.stages[i];
+        let mut restored = Vec::new();
+        for entry in &manifest.outputs {
+            let usable = if ps.outs.contains(&entry.name) {
+                match ensure_workspace(&self.store, &stats, &self.plan.dir, entry) {
+                    Ok(did) => {
+                        if did {
+                            restored.push(entry.name.clone());
+                        }
+                        true
+                    }
+                    Err(e) => {
+                        tracing::warn!(stage = %ps.name, "cached output unusable, rerunning: {e}");
+                        false
+                    }
+                }
+            } else {
+                self.store.contains(&entry.digest)
+            };
+            if !usable {
+                return Ok(None);
+            }
+        }
+        Ok(Some((record, manifest, restored)))
+    }
+
+    fn record_hit(&self, i: usize, record: StageRecord, manifest: Manifest, restored: Vec<String>) {
+        let ps = &self.plan.stages[i];
+        self.save_record(&ps.name, &record);
+        self.reporter.send(RunEvent::StageCached {
+            stage: ps.name.clone(),
+            key: record.key.to_hex(),
+            restored,
+        });
+        self.outcomes.lock().expect("outcomes lock")[i] = Outcome::Cached(record.key, manifest);
+    }
+
+    fn save_record(&self, stage: &str, record: &StageRecord) {
+        let pipeline = self.plan.file.to_string_lossy();
+        let previous = self.index.stage_record(&pipeline, stage).ok().flatten();
+        if previous.as_ref() != Some(record) {
+            if let Err(e) = self.index.put_stage_record(&pipeline, stage, record) {
+                tracing::warn!("failed to record the key of `{stage}`: {e}");
+            }
+        }
+    }
+
+    /// Runs stage `i` (its upstream stages have finished). Never panics and
+    /// always settles the stage's outcome, so dependants are never stuck.
+    pub async fn execute(self: Arc<Self>, i: usize) {
+        let name = self.plan.stages[i].name.clone();
+        if let Some(reason) = self.skip_reason(i) {
+            self.reporter.send(RunEvent::StageSkipped {
+                stage: name,
+                reason: reason.clone(),
+            });
+            self.set(i, Outcome::Skipped(reason));
+            return;
+        }
+        let outcome = match self.clone().run_stage(i).await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                if !self.options.keep_going {
+                    self.stop.store(true, Ordering::SeqCst);
+                }
+                self.reporter.send(RunEvent::StageFailed {
+                    stage: name,
+                    error: error.clone(),
+                });
+                Outcome::Failed(error)
+            }
+        };
+        self.set(i, outcome);
+    }
+
+    fn skip_reason(&self, i: usize) -> Option<String> {
+        let outcomes = self.outcomes.lock().expect("outcomes lock");
+        for &j in &self.plan.stages[i].upstream {
+            if matches!(outcomes[j], Outcome::Failed(_) | Outcome::Skipped(_)) {
+                return Some(format!(
+                    "upstream `{}` did not finish",
+                    self.plan.stages[j].name
+                ));
+            }
+        }
+        if self.cancel.is_cancelled() {
+            return Some("the run was interrupted".into());
+        }
+        if self.stop.load(Ordering::SeqCst) {
+            return Some("the run stopped after a failure (use --keep-going to go on)".into());
+        }
+        None
+    }
+
+    async fn run_stage(self: Arc<Self>, i: usize) -> Result<Outcome, String> {
+        let this = self.clone();
+        let cached = tokio::task::spawn_blocking(move || this.try_cache(i))
+            .await
+            .map_err(|e| format!("panicked while computing its key: {e}"))?;
+        match cached {
+            Ok(Some((record, manifest, restored))) => {
+                self.record_hit(i, record.clone(), manifest.clone(), restored);
+                return Ok(Outcome::Cached(record.key, manifest));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        let _job = self
+            .jobs
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let ps = &self.plan.stages[i];
+        let gpus = self
+            .gpus
+            .acquire(ps.resources.gpu)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(reason) = self.skip_reason(i) {
+            return Ok(Outcome::Skipped(reason));
+        }
+        let this = self.clone();
+        let ids = gpus.ids().to_vec();
+        tokio::task::spawn_blocking(move || this.run_blocking(i, ids))
+            .await
+            .map_err(|e| format!("panicked: {e}"))?
+    }
+
+    fn run_blocking(&self, i: usize, gpus: Vec<u32>) -> Result<Outcome, String> {
+        let ps = &self.plan.stages[i];
+        let stats = StatCache::new(&self.index);
+        let record = keys::compute(&self.plan, i, &|j| self.manifest_of(j), &stats)
+            .map_err(|e| e.to_string())?;
+        let pipeline = self.plan.file.to_string_lossy();
+        let previous = self.index.stage_record(&pipeline, &ps.name).ok().flatten();
+        let reason = if self.forced[i] {
+            "forced".to_owned()
+        } else {
+            keys::explain(previous.as_ref(), &record)
+        };
+        self.reporter.send(RunEvent::StageStarted {
+            stage: ps.name.clone(),
+            key: record.key.to_hex(),
+            reason,
+        });
+        let cx = self.context(i, gpus).map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        let result = ps.stage.run(&cx, &self.inputs(i));
+        let _ = std::fs::remove_dir_all(&cx.scratch);
+        let outputs = result.map_err(|e| e.to_string())?;
+        let entries = store_outputs(&self.store, &outputs.paths).map_err(|e| e.to_string())?;
+        let seconds = started.elapsed().as_secs_f64();
+        let manifest = Manifest {
+            stage: ps.name.clone(),
+            outputs: entries,
+            seconds,
+            summary: outputs.summary,
+        };
+        // Every blob is durable now; only then is the manifest recorded.
+        self.index
+            .put_result(&record.key, &manifest)
+            .map_err(|e| e.to_string())?;
+        self.save_record(&ps.name, &record);
+        self.reporter.send(RunEvent::StageFinished {
+            stage: ps.name.clone(),
+            key: record.key.to_hex(),
+            seconds,
+        });
+        Ok(Outcome::Ran(record.key, manifest))
+    }
+
+    fn context(&self, i: usize, gpus: Vec<u32>) -> std::io::Result<StageContext> {
+        let name = self.plan.stages[i].name.clone();
+        fs_err::create_dir_all(&self.run_dir)?;
+        let scratch = self
+            .layout
+            .scratch()
+            .join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&scratch);
+        fs_err::create_dir_all(&scratch)?;
+        Ok(StageContext {
+            log: self.run_dir.join(format!("{name}.log")),
+            name,
+            workdir: self.plan.dir.clone(),
+            scratch,
+            cancel: self.cancel.clone(),
+            gpus,
+        })
+    }
+
+    fn inputs(&self, i: usize) -> Inputs {
+        let mut paths = std::collections::BTreeMap::new();
+        for (name, input) in &self.plan.stages[i].inputs {
+            let path = match input {
+                Input::File(p) => self.plan.dir.join(p),
+                Input::Output { stage, output } => {
+                    if self.plan.stages[*stage].outs.contains(output) {
+                        self.plan.dir.join(output)
+                    } else {
+                        let digest = self
+                            .manifest_of(*stage)
+                            .and_then(|m| m.output(output).map(|o| o.digest));
+                        digest.map(|d| self.store.path_of(&d)).unwrap_or_default()
+                    }
+                }
+            };
+            paths.insert(name.clone(), path);
+        }
+        Inputs { paths }
+    }
+}

@@ -1,0 +1,93 @@
+//! Moving stage outputs between the workspace and the object store.
+
+use std::path::{Component, Path};
+
+use tuneflow_cache::{
+    hash_path, CacheError, ObjectStore, OutputEntry, OutputKind, StatCache, Tree,
+};
+
+/// Stores each (name, path) a stage returned; blobs are durable on return.
+pub fn store_outputs(
+    store: &ObjectStore,
+    outputs: &[(String, std::path::PathBuf)],
+) -> Result<Vec<OutputEntry>, CacheError> {
+    let mut entries = Vec::with_capacity(outputs.len());
+    for (name, path) in outputs {
+        let meta = std::fs::symlink_metadata(path).map_err(|e| CacheError::io("read", path, e))?;
+        if meta.is_symlink() {
+            return Err(CacheError::io(
+                "store",
+                path,
+                std::io::Error::other("outputs must be files or folders, not symlinks"),
+            ));
+        }
+        let entry = if meta.is_dir() {
+            let hashed = hash_path(path)?;
+            let tree = hashed.tree.expect("folders hash to trees");
+            OutputEntry {
+                name: name.clone(),
+                kind: OutputKind::Tree,
+                digest: tree.store_from(store, path)?,
+                exec: false,
+            }
+        } else {
+            use std::os::unix::fs::PermissionsExt;
+            OutputEntry {
+                name: name.clone(),
+                kind: OutputKind::File,
+                digest: store.put_file(path)?,
+                exec: meta.permissions().mode() & 0o111 != 0,
+            }
+        };
+        entries.push(entry);
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(entries)
+}
+
+/// Makes the workspace copy of a cached output match the cache: does
+/// nothing when it already does, restores it otherwise. Returns whether it
+/// restored. Never writes through a symlink in the path.
+pub fn ensure_workspace(
+    store: &ObjectStore,
+    stats: &StatCache<'_>,
+    dir: &Path,
+    entry: &OutputEntry,
+) -> Result<bool, CacheError> {
+    let dest = dir.join(&entry.name);
+    refuse_symlinked_parents(dir, &entry.name)?;
+    let present = match std::fs::symlink_metadata(&dest) {
+        Ok(m) => !m.is_symlink() && (m.is_dir() == (entry.kind == OutputKind::Tree)),
+        Err(_) => false,
+    };
+    if present && stats.hash(&dest)?.digest == entry.digest {
+        return Ok(false);
+    }
+    match entry.kind {
+        OutputKind::File => {
+            if std::fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
+                std::fs::remove_dir_all(&dest).map_err(|e| CacheError::io("remove", &dest, e))?;
+            }
+            store.restore_file(&entry.digest, &dest, entry.exec)?;
+        }
+        OutputKind::Tree => Tree::load(store, &entry.digest)?.restore_to(store, &dest)?,
+    }
+    Ok(true)
+}
+
+fn refuse_symlinked_parents(dir: &Path, rel: &str) -> Result<(), CacheError> {
+    let mut cur = dir.to_path_buf();
+    let parts: Vec<_> = Path::new(rel).components().collect();
+    for c in &parts[..parts.len().saturating_sub(1)] {
+        if let Component::Normal(s) = c {
+            cur.push(s);
+            if std::fs::symlink_metadata(&cur).is_ok_and(|m| m.is_symlink()) {
+                return Err(CacheError::Escape {
+                    path: cur,
+                    root: dir.to_path_buf(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
