@@ -10,7 +10,6 @@ pub mod graph;
 pub mod keys;
 pub mod maintenance;
 pub mod outputs;
-pub mod paths;
 pub mod plan;
 pub mod report;
 pub mod resources;

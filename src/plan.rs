@@ -12,8 +12,8 @@ use tuneflow_stages::{
 };
 
 use crate::error::{Diagnostic, PipelineError};
-use crate::paths::normalize_rel;
 use crate::spec::PipelineSpec;
+use tuneflow_stages::paths::{normalize_dep, normalize_rel};
 
 /// Where a stage's input comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,13 +254,24 @@ fn draft_stage(
     let decl = built?;
     let mut deps = decl.deps;
     let mut outs = decl.outs;
-    for p in deps.iter_mut().chain(outs.iter_mut()) {
+    for p in deps.iter_mut() {
+        match normalize_dep(&p.value) {
+            Ok(n) => p.value = n,
+            Err(why) => diags.push(Diagnostic {
+                message: format!("dependency `{}` {why}", p.value),
+                span: p.span.clone(),
+                label: "expected a file or folder".into(),
+                help: None,
+            }),
+        }
+    }
+    for p in outs.iter_mut() {
         match normalize_rel(&p.value) {
             Ok(n) => p.value = n,
             Err(why) => diags.push(Diagnostic {
                 message: format!("path `{}` {why}", p.value),
                 span: p.span.clone(),
-                label: "paths must stay inside the pipeline's folder".into(),
+                label: "outputs must stay inside the pipeline's folder".into(),
                 help: Some("use a path relative to the pipeline file, without `..`".into()),
             }),
         }

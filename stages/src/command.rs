@@ -39,7 +39,12 @@ pub fn build(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
     let cmd = interpolate(cmd?, cx.params).map_err(|e| r.error(e)).ok()?;
     let stage = Command {
         cmd,
-        outs: outs.iter().map(|o| o.value.clone()).collect(),
+        // The key sees `./a.txt` and `a.txt` as the same output; the planner
+        // reports paths that do not normalize.
+        outs: outs
+            .iter()
+            .map(|o| crate::paths::normalize_rel(&o.value).unwrap_or_else(|_| o.value.clone()))
+            .collect(),
         env: env.into_iter().map(|e| e.value).collect(),
     };
     Some(StageDecl {

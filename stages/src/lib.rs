@@ -8,6 +8,7 @@
 
 pub mod command;
 mod params;
+pub mod paths;
 mod registry;
 mod stage;
 

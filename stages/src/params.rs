@@ -243,6 +243,15 @@ impl<'a> ParamReader<'a> {
                 value: *i as u64,
                 span: v.span.clone(),
             }),
+            ValueKind::Int(i) => {
+                self.error(ParamError {
+                    message: format!("`{key}` must be a non-negative integer, not `{i}`"),
+                    span: v.span.clone(),
+                    label: "expected 0 or more".into(),
+                    help: None,
+                });
+                None
+            }
             _ => {
                 self.type_error(key, v, "a non-negative integer");
                 None
@@ -280,7 +289,7 @@ impl<'a> ParamReader<'a> {
             errors.push(ParamError {
                 message: format!("unknown key `{}`", k.value),
                 span: k.span.clone(),
-                label: "not a key of this stage kind".into(),
+                label: "not a known key here".into(),
                 help,
             });
         }

@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `tuneflow` binary on real pipelines in temp
+//! folders. One test binary, built from modules (as ripgrep does).
+
+mod cache;
+mod failures;
+mod harness;
+mod invalid;
+mod resume;
+mod runs;
