@@ -1,19 +1,21 @@
-# Set-up and entry points. Everything slow happens once and is reused:
-# the libtorch venv and the cargo target folder live outside the clone, at
+# Set-up and entry points. Everything slow happens once and is reused: the
+# libtorch venv and the cargo target folder live outside the clone, at
 # stable paths, so a fresh clone builds incrementally from the last build.
 SHELL := /bin/bash
 CACHE_HOME ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/tuneflow
 export CARGO_TARGET_DIR ?= $(CACHE_HOME)/target
-# One stable absolute value: any change of LIBTORCH rebuilds torch-sys's
-# C++ wrapper (minutes).
-export LIBTORCH ?= $(shell scripts/ensure-libtorch.sh)
-export TUNEFLOW_PYTHON ?= $(dir $(LIBTORCH))../../../bin/python
+# One stable absolute value: any change of LIBTORCH rebuilds torch-sys's C++
+# wrapper (minutes). The script installs torch into the venv only if missing.
+export LIBTORCH := $(shell scripts/ensure-libtorch.sh)
+ifeq ($(LIBTORCH),)
+$(error scripts/ensure-libtorch.sh failed; see its message above)
+endif
 BIN := $(CARGO_TARGET_DIR)/release/tuneflow
 
-.PHONY: build test demo fixtures lint fmt bench clean-demo
+.PHONY: build test demo lint fmt bench
 
 build:
-	cargo build --release --locked
+	cargo build --release --locked --bins
 
 test:
 	cargo test --workspace --locked
@@ -25,6 +27,7 @@ demo: build
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cargo clippy --workspace --all-targets --locked --no-default-features -- -D warnings
 
 fmt:
 	cargo fmt --all

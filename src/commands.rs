@@ -1,10 +1,6 @@
 //! Each subcommand, from parsed arguments to an exit code. This is the only
 //! module (with the reporter) that prints.
-#![expect(
-    clippy::print_stdout,
-    clippy::print_stderr,
-    reason = "commands print their results"
-)]
+#![expect(clippy::print_stderr, reason = "errors are printed here")]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,11 +1,6 @@
 //! Progress is data: the engine sends [`RunEvent`]s and a reporter renders
 //! them as JSON lines (`--json`, on stdout), a live view (a terminal), or
 //! plain lines (anything else, on stderr).
-#![expect(
-    clippy::print_stdout,
-    clippy::print_stderr,
-    reason = "the reporter is where output goes"
-)]
 
 use std::io::IsTerminal;
 use std::sync::mpsc;

@@ -1,5 +1,4 @@
 //! `tuneflow status`: for every stage, cached or will run, and why.
-#![expect(clippy::print_stdout, reason = "status prints its table")]
 
 use std::path::Path;
 

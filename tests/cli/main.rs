@@ -7,3 +7,5 @@ mod harness;
 mod invalid;
 mod resume;
 mod runs;
+#[cfg(feature = "torch")]
+mod torch;
