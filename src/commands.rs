@@ -100,8 +100,9 @@ fn run(args: &RunArgs, cache_flag: Option<&Path>) -> Result<i32, RunError> {
     let remaining = engine.first_pass();
     let mut interrupted = false;
     if !remaining.is_empty() {
-        engine.write_state();
+        engine.write_state(true);
         interrupted = execute(&engine, remaining);
+        engine.write_state(true);
     }
     let outcomes = engine.outcomes();
     let code = finish(&engine, &outcomes, &reporter, started, interrupted);
@@ -130,10 +131,18 @@ fn execute(engine: &Arc<Engine>, remaining: Vec<usize>) -> bool {
             }
             cancel.cancel();
         });
+        let state_engine = engine.clone();
+        let ticker = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                state_engine.flush_state();
+            }
+        });
         if let Err(e) = DagrsExecutor.execute(engine.clone(), remaining).await {
             tracing::error!("executor failed: {e}");
         }
         watcher.abort();
+        ticker.abort();
     });
     engine.cancel.is_cancelled()
 }

@@ -93,7 +93,13 @@ pub struct Engine {
     gpus: GpuPool,
     run_dir: PathBuf,
     layout: CacheLayout,
+    /// When the state file was last written; also serializes the writes.
+    state_written: Mutex<Option<Instant>>,
+    state_dirty: AtomicBool,
 }
+
+/// The state file is rewritten at most this often while stages finish.
+const STATE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl Engine {
     /// A new engine over an open cache.
@@ -125,6 +131,8 @@ impl Engine {
             forced,
             run_dir,
             layout,
+            state_written: Mutex::new(None),
+            state_dirty: AtomicBool::new(false),
         })
     }
 
@@ -140,13 +148,29 @@ impl Engine {
 
     fn set(&self, i: usize, o: Outcome) {
         self.outcomes.lock().expect("outcomes lock")[i] = o;
-        self.write_state();
+        self.state_dirty.store(true, Ordering::SeqCst);
+        self.write_state(false);
     }
 
-    /// Rewrites the state file `status` reads while this run holds the lock.
-    pub fn write_state(&self) {
+    /// Rewrites the state file `status` reads while this run holds the lock:
+    /// at most every [`STATE_INTERVAL`] unless `now`, one writer at a time.
+    /// A large pipeline would otherwise rewrite it once per stage.
+    pub fn write_state(&self, now: bool) {
+        let mut last = self.state_written.lock().expect("state lock");
+        if !now && last.is_some_and(|t| t.elapsed() < STATE_INTERVAL) {
+            return;
+        }
+        self.state_dirty.store(false, Ordering::SeqCst);
         let outcomes = self.outcomes();
         crate::state::write(&self.layout, &self.plan, &outcomes);
+        *last = Some(Instant::now());
+    }
+
+    /// Writes the state file if a change was held back by the throttle.
+    pub fn flush_state(&self) {
+        if self.state_dirty.load(Ordering::SeqCst) {
+            self.write_state(true);
+        }
     }
 
     fn manifest_of(&self, j: usize) -> Option<Manifest> {

@@ -124,10 +124,12 @@ impl Reporter {
     }
 }
 
+// The renderers buffer in their own writer and take the stdout/stderr lock
+// only to flush: holding it for the whole run would block anything else that
+// writes there (a `tracing` warning, say) forever.
 fn render_json(rx: mpsc::Receiver<RunEvent>) {
     use std::io::Write;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut out = std::io::BufWriter::new(std::io::stdout());
     for event in rx {
         let _ = serde_json::to_writer(&mut out, &event);
         let _ = out.write_all(b"\n");
@@ -170,8 +172,7 @@ fn plain_line(event: &RunEvent) -> Option<String> {
 
 fn render_plain(rx: mpsc::Receiver<RunEvent>) {
     use std::io::Write;
-    let stderr = std::io::stderr();
-    let mut err = std::io::BufWriter::new(stderr.lock());
+    let mut err = std::io::BufWriter::new(std::io::stderr());
     for event in rx {
         if let Some(line) = plain_line(&event) {
             let _ = writeln!(err, "{line}");

@@ -30,7 +30,8 @@ pub struct RunState {
     pub stages: Vec<(String, String)>,
 }
 
-/// Writes the state file atomically (temp file, rename).
+/// Writes the state file atomically (temp file, rename). Callers serialize
+/// their calls (see `Engine::write_state`).
 pub fn write(layout: &CacheLayout, plan: &Plan, outcomes: &[Outcome]) {
     let state = RunState {
         pid: std::process::id(),

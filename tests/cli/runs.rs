@@ -195,3 +195,20 @@ fn dependencies_may_live_outside_the_pipeline_folder() {
     assert_eq!(r.stages("stage-finished"), ["s"]);
     assert_eq!(f.read("o.txt"), "3,4\n");
 }
+
+/// Regression: a 1,000-stage fan-out hung with 999 stages done, because
+/// concurrent state-file writes collided and the warning they logged
+/// waited forever on the stderr lock the plain reporter held.
+#[test]
+fn wide_fan_out_finishes() {
+    let f = Fixture::new();
+    let mut text = String::new();
+    for i in 0..300 {
+        text.push_str(&format!("[stage.s{i}]\nkind = \"command\"\ncmd = \"echo {i} > o{i}.txt\"\nouts = [\"o{i}.txt\"]\n"));
+    }
+    f.write("p.toml", &text);
+    let r = f.tuneflow(&["run", "p.toml", "--jobs", "4"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("300 ran"), "{}", r.stderr);
+    assert!(!r.stderr.contains("WARN"), "{}", r.stderr);
+}
