@@ -395,7 +395,9 @@ fn wire(drafts: &[Draft], diags: &mut Vec<Diagnostic>) -> Option<Vec<PlannedStag
 }
 
 /// A dep equal to, or inside, another stage's out reads that output; a dep
-/// folder that contains outs is hashed after those stages finish.
+/// folder that contains outs is hashed after those stages finish. Lookups
+/// go through the sorted producer map (ancestors of the dep, then the range
+/// of paths below it), so planning stays near-linear in the stage count.
 fn wire_dep(
     i: usize,
     dep: &str,
@@ -404,21 +406,23 @@ fn wire_dep(
     upstream: &mut Vec<usize>,
 ) {
     let mut as_file = true;
-    for (out, &j) in producers {
-        if j == i {
-            continue;
+    for prefix in ancestors_and_self(dep) {
+        if let Some((out, &j)) = producers.get_key_value(prefix) {
+            if j != i {
+                upstream.push(j);
+                inputs.insert(
+                    dep.to_owned(),
+                    Input::Output {
+                        stage: j,
+                        output: out.clone(),
+                    },
+                );
+                as_file = false;
+            }
         }
-        if dep == out || dep.starts_with(&format!("{out}/")) {
-            upstream.push(j);
-            inputs.insert(
-                dep.to_owned(),
-                Input::Output {
-                    stage: j,
-                    output: out.clone(),
-                },
-            );
-            as_file = false;
-        } else if out.starts_with(&format!("{dep}/")) {
+    }
+    for (_, &j) in below(producers, dep) {
+        if j != i {
             upstream.push(j);
         }
     }
@@ -427,17 +431,30 @@ fn wire_dep(
     }
 }
 
+/// `a/b/c`, `a/b`, `a`: the path and each folder above it.
+fn ancestors_and_self(path: &str) -> impl Iterator<Item = &str> {
+    std::iter::successors(Some(path), |p| p.rfind('/').map(|at| &p[..at]))
+}
+
+/// Entries of `map` strictly below the folder `dir` (`dir/...`).
+fn below<'a, V>(
+    map: &'a BTreeMap<String, V>,
+    dir: &str,
+) -> impl Iterator<Item = (&'a String, &'a V)> {
+    // '0' is the character after '/', so this range is exactly `dir/...`.
+    map.range(format!("{dir}/")..format!("{dir}0"))
+}
+
 /// Every out is produced by exactly one stage, and no out is inside another.
 fn check_outs(drafts: &[Draft], diags: &mut Vec<Diagnostic>) -> BTreeMap<String, usize> {
     let mut producers: BTreeMap<String, usize> = BTreeMap::new();
     for (i, d) in drafts.iter().enumerate() {
         for out in &d.outs {
-            let clash = producers.iter().find(|(o, _)| {
-                *o == &out.value
-                    || out.value.starts_with(&format!("{o}/"))
-                    || o.starts_with(&format!("{}/", out.value))
-            });
+            let clash = ancestors_and_self(&out.value)
+                .find_map(|p| producers.get_key_value(p))
+                .or_else(|| below(&producers, &out.value).next());
             if let Some((other, &j)) = clash {
+                let other = other.clone();
                 diags.push(Diagnostic {
                     message: format!(
                         "output `{}` of stage `{}` overlaps output `{other}` of stage `{}`",
@@ -529,5 +546,24 @@ fn find_cycle(upstream: &[Vec<usize>], indegree: &[usize]) -> Vec<usize> {
         seen.insert(next, path.len());
         path.push(next);
         cur = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_helpers_match_whole_path_components_only() {
+        assert_eq!(
+            ancestors_and_self("a/b/c").collect::<Vec<_>>(),
+            ["a/b/c", "a/b", "a"]
+        );
+        let mut m = BTreeMap::new();
+        for k in ["a", "a/b", "a/b/c", "ab", "a.txt", "a0"] {
+            m.insert(k.to_owned(), ());
+        }
+        let inside: Vec<_> = below(&m, "a").map(|(k, _)| k.as_str()).collect();
+        assert_eq!(inside, ["a/b", "a/b/c"]);
     }
 }
