@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod command;
+pub mod data;
 mod params;
 pub mod paths;
 mod registry;

@@ -1,0 +1,8 @@
+//! Dataset formats, features and the dataset artifact the data stages
+//! write. Readers and writers are plain functions over files, so each can
+//! be tested by round trips without a pipeline.
+
+pub mod fbank;
+pub mod pickle_bin;
+pub mod recordio;
+pub mod wav;
