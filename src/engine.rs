@@ -408,23 +408,38 @@ impl Engine {
     }
 
     fn inputs(&self, i: usize) -> Inputs {
-        let mut paths = std::collections::BTreeMap::new();
+        let mut inputs = Inputs::default();
         for (name, input) in &self.plan.stages[i].inputs {
             let path = match input {
                 Input::File(p) => self.plan.dir.join(p),
+                Input::Output { stage, output }
+                    if self.plan.stages[*stage].outs.contains(output) =>
+                {
+                    self.plan.dir.join(output)
+                }
                 Input::Output { stage, output } => {
-                    if self.plan.stages[*stage].outs.contains(output) {
-                        self.plan.dir.join(output)
-                    } else {
-                        let digest = self
-                            .manifest_of(*stage)
-                            .and_then(|m| m.output(output).map(|o| o.digest));
-                        digest.map(|d| self.store.path_of(&d)).unwrap_or_default()
+                    let Some(entry) = self
+                        .manifest_of(*stage)
+                        .and_then(|m| m.output(output).cloned())
+                    else {
+                        continue;
+                    };
+                    if entry.kind == tuneflow_cache::OutputKind::Tree {
+                        // Folder outputs are read in place from the store.
+                        if let Ok(tree) = tuneflow_cache::Tree::load(&self.store, &entry.digest) {
+                            let files = tree
+                                .entries
+                                .iter()
+                                .map(|e| (e.path.clone(), self.store.path_of(&e.digest)))
+                                .collect();
+                            inputs.trees.insert(name.clone(), files);
+                        }
                     }
+                    self.store.path_of(&entry.digest)
                 }
             };
-            paths.insert(name.clone(), path);
+            inputs.paths.insert(name.clone(), path);
         }
-        Inputs { paths }
+        inputs
     }
 }

@@ -2,9 +2,75 @@
 
 use std::path::{Component, Path};
 
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+
 use tuneflow_cache::{
-    hash_path, CacheError, ObjectStore, OutputEntry, OutputKind, StatCache, Tree,
+    BlobDigest, CacheError, ObjectStore, OutputEntry, OutputKind, StatCache, Tree, TreeEntry,
 };
+
+/// Digests of files already stored in this call, by (device, inode): split
+/// outputs hard-link the same shards, which must be read only once.
+type Stored = HashMap<(u64, u64), BlobDigest>;
+
+fn store_file(
+    store: &ObjectStore,
+    path: &Path,
+    meta: &std::fs::Metadata,
+    seen: &mut Stored,
+) -> Result<BlobDigest, CacheError> {
+    if let Some(d) = seen.get(&(meta.dev(), meta.ino())) {
+        return Ok(*d);
+    }
+    let d = store.put_file(path)?;
+    seen.insert((meta.dev(), meta.ino()), d);
+    Ok(d)
+}
+
+/// Stores every file below `root` and the tree listing them.
+fn store_tree(
+    store: &ObjectStore,
+    root: &Path,
+    seen: &mut Stored,
+) -> Result<BlobDigest, CacheError> {
+    let mut entries = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for item in std::fs::read_dir(&dir).map_err(|e| CacheError::io("list", &dir, e))? {
+            let path = item.map_err(|e| CacheError::io("list", &dir, e))?.path();
+            let meta =
+                std::fs::symlink_metadata(&path).map_err(|e| CacheError::io("stat", &path, e))?;
+            if meta.is_symlink() {
+                return Err(CacheError::io(
+                    "store",
+                    &path,
+                    std::io::Error::other("outputs must not contain symlinks"),
+                ));
+            }
+            if meta.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let rel = path
+                .strip_prefix(root)
+                .expect("below root")
+                .to_str()
+                .ok_or_else(|| {
+                    CacheError::io(
+                        "store",
+                        &path,
+                        std::io::Error::other("file name is not valid UTF-8"),
+                    )
+                })?;
+            entries.push(TreeEntry {
+                path: rel.to_owned(),
+                digest: store_file(store, &path, &meta, seen)?,
+                exec: meta.mode() & 0o111 != 0,
+            });
+        }
+    }
+    store.put_bytes(&Tree::new(entries).encode())
+}
 
 /// Stores each (name, path) a stage returned; blobs are durable on return.
 pub fn store_outputs(
@@ -12,6 +78,7 @@ pub fn store_outputs(
     outputs: &[(String, std::path::PathBuf)],
 ) -> Result<Vec<OutputEntry>, CacheError> {
     let mut entries = Vec::with_capacity(outputs.len());
+    let mut seen = Stored::new();
     for (name, path) in outputs {
         let meta = std::fs::symlink_metadata(path).map_err(|e| CacheError::io("read", path, e))?;
         if meta.is_symlink() {
@@ -22,21 +89,18 @@ pub fn store_outputs(
             ));
         }
         let entry = if meta.is_dir() {
-            let hashed = hash_path(path)?;
-            let tree = hashed.tree.expect("folders hash to trees");
             OutputEntry {
                 name: name.clone(),
                 kind: OutputKind::Tree,
-                digest: tree.store_from(store, path)?,
+                digest: store_tree(store, path, &mut seen)?,
                 exec: false,
             }
         } else {
-            use std::os::unix::fs::PermissionsExt;
             OutputEntry {
                 name: name.clone(),
                 kind: OutputKind::File,
-                digest: store.put_file(path)?,
-                exec: meta.permissions().mode() & 0o111 != 0,
+                digest: store_file(store, path, &meta, &mut seen)?,
+                exec: meta.mode() & 0o111 != 0,
             }
         };
         entries.push(entry);

@@ -40,6 +40,8 @@ pub struct PlannedStage {
     pub inputs: BTreeMap<String, Input>,
     /// Declared workspace outputs (restored on a cache hit).
     pub outs: Vec<String>,
+    /// Named outputs kept in the cache only.
+    pub outputs: Vec<String>,
     /// Indices of the stages this one waits for.
     pub upstream: Vec<usize>,
     /// What it holds while it runs.
@@ -85,6 +87,7 @@ struct Draft {
     after: Vec<Spanned<String>>,
     deps: Vec<Spanned<String>>,
     outs: Vec<Spanned<String>>,
+    outputs: Vec<String>,
     resources: Resources,
 }
 
@@ -108,7 +111,14 @@ pub fn plan(spec: &PipelineSpec) -> Result<Plan, PipelineError> {
             });
             continue;
         };
-        if let Some(d) = draft_stage(name, value.span.clone(), table, &params, &mut diags) {
+        if let Some(d) = draft_stage(
+            name,
+            value.span.clone(),
+            table,
+            &params,
+            header.seed,
+            &mut diags,
+        ) {
             drafts.push(d);
         }
     }
@@ -202,6 +212,7 @@ fn draft_stage(
     header: Option<std::ops::Range<usize>>,
     table: &Table,
     params: &Table,
+    seed: i64,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Draft> {
     if name.value.is_empty()
@@ -225,6 +236,7 @@ fn draft_stage(
         let cx = BuildContext {
             name: &name.value,
             params,
+            seed,
         };
         let built = build_stage(&kind.value, &cx, &r);
         if built.is_none() && !KINDS.contains(&kind.value.as_str()) {
@@ -285,6 +297,7 @@ fn draft_stage(
         after,
         deps,
         outs,
+        outputs: decl.outputs,
         resources,
     })
 }
@@ -328,7 +341,12 @@ fn wire(drafts: &[Draft], diags: &mut Vec<Diagnostic>) -> Option<Vec<PlannedStag
                 });
                 continue;
             };
-            let outs: Vec<&str> = drafts[j].outs.iter().map(|o| o.value.as_str()).collect();
+            let outs: Vec<&str> = drafts[j]
+                .outs
+                .iter()
+                .map(|o| o.value.as_str())
+                .chain(drafts[j].outputs.iter().map(String::as_str))
+                .collect();
             if !output.is_empty() && !outs.contains(&output) {
                 diags.push(Diagnostic {
                     message: format!("stage `{stage}` has no output `{output}`"),
@@ -386,6 +404,7 @@ fn wire(drafts: &[Draft], diags: &mut Vec<Diagnostic>) -> Option<Vec<PlannedStag
                 stage: d.stage.clone(),
                 inputs,
                 outs: d.outs.iter().map(|o| o.value.clone()).collect(),
+                outputs: d.outputs.clone(),
                 upstream: up,
                 resources: d.resources,
             }

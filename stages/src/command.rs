@@ -52,6 +52,7 @@ pub fn build(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
         refs: Vec::new(),
         deps,
         outs,
+        outputs: Vec::new(),
     })
 }
 

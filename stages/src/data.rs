@@ -2,7 +2,10 @@
 //! write. Readers and writers are plain functions over files, so each can
 //! be tested by round trips without a pipeline.
 
+pub mod dataset;
+pub mod decode;
 pub mod fbank;
 pub mod pickle_bin;
 pub mod recordio;
+pub mod sources;
 pub mod wav;

@@ -8,9 +8,11 @@
 
 pub mod command;
 pub mod data;
+pub mod ingest;
 mod params;
 pub mod paths;
 mod registry;
+pub mod rng;
 mod stage;
 
 pub use params::{suggest, ParamError, ParamReader, Spanned, Table, Value, ValueKind};

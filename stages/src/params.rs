@@ -259,6 +259,67 @@ impl<'a> ParamReader<'a> {
         }
     }
 
+    /// A boolean param.
+    pub fn bool(&self, key: &str) -> Option<Spanned<bool>> {
+        let v = self.raw(key)?;
+        match &v.kind {
+            ValueKind::Bool(b) => Some(Spanned {
+                value: *b,
+                span: v.span.clone(),
+            }),
+            _ => {
+                self.type_error(key, v, "a boolean");
+                None
+            }
+        }
+    }
+
+    /// A number param (an integer is accepted as a float).
+    pub fn float(&self, key: &str) -> Option<Spanned<f64>> {
+        let v = self.raw(key)?;
+        match &v.kind {
+            ValueKind::Float(f) => Some(Spanned {
+                value: *f,
+                span: v.span.clone(),
+            }),
+            ValueKind::Int(i) => Some(Spanned {
+                value: *i as f64,
+                span: v.span.clone(),
+            }),
+            _ => {
+                self.type_error(key, v, "a number");
+                None
+            }
+        }
+    }
+
+    /// A string param that must be one of `choices`.
+    pub fn choice(&self, key: &str, choices: &[&str]) -> Option<Spanned<String>> {
+        let s = self.str(key)?;
+        if choices.contains(&s.value.as_str()) {
+            return Some(s);
+        }
+        self.error(ParamError {
+            message: format!("unknown `{key}` value `{}`", s.value),
+            span: s.span.clone(),
+            label: format!("expected one of: {}", choices.join(", ")),
+            help: suggest(&s.value, choices.iter().copied())
+                .map(|c| format!("did you mean `{c}`?")),
+        });
+        None
+    }
+
+    /// Reads a nested table with its own reader; its errors join this one's.
+    pub fn nested<T>(&self, key: &str, read: impl FnOnce(&ParamReader<'_>) -> T) -> Option<T> {
+        let t = self.table(key)?;
+        let inner = ParamReader::new(t, self.raw(key).and_then(|v| v.span.clone()));
+        let out = read(&inner);
+        for e in inner.finish() {
+            self.error(e);
+        }
+        Some(out)
+    }
+
     /// A table param.
     pub fn table(&self, key: &str) -> Option<&'a Table> {
         let v = self.raw(key)?;

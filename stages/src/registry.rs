@@ -4,7 +4,7 @@ use crate::params::{ParamReader, Table};
 use crate::stage::StageDecl;
 
 /// Every built-in kind name, for suggestions and `--help`.
-pub const KINDS: &[&str] = &["command"];
+pub const KINDS: &[&str] = &["command", "ingest"];
 
 /// What a kind's builder may see besides the stage's own params.
 pub struct BuildContext<'a> {
@@ -12,6 +12,8 @@ pub struct BuildContext<'a> {
     pub name: &'a str,
     /// The pipeline's `[params]` table, for `${params.x}` interpolation.
     pub params: &'a Table,
+    /// `[pipeline] seed`.
+    pub seed: i64,
 }
 
 /// Builds a stage of `kind`; `None` when `kind` is not built in or when the
@@ -23,6 +25,7 @@ pub fn build_stage(
 ) -> Option<StageDecl> {
     match kind {
         "command" => crate::command::build(cx, reader),
+        "ingest" => crate::ingest::build(cx, reader),
         _ => None,
     }
 }

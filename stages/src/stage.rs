@@ -36,6 +36,8 @@ pub struct StageDecl {
     pub deps: Vec<Spanned<String>>,
     /// Files or folders written into the pipeline folder.
     pub outs: Vec<Spanned<String>>,
+    /// Named outputs kept in the cache only (e.g. `dataset`, `train`).
+    pub outputs: Vec<String>,
 }
 
 /// What a stage may use at once.
@@ -50,6 +52,10 @@ pub struct Resources {
 pub struct Inputs {
     /// For each referenced output or dependency, where it is.
     pub paths: BTreeMap<String, PathBuf>,
+    /// For each referenced folder output kept in the cache: its files,
+    /// relative path -> the blob in the object store (read in place, never
+    /// copied).
+    pub trees: BTreeMap<String, BTreeMap<String, PathBuf>>,
 }
 
 /// What a finished stage hands back.

@@ -86,33 +86,6 @@ fn run(data: &[u8]) -> Result<Obj, String> {
             b'N' => stack.push(Obj::None),
             0x88 => stack.push(Obj::Bool(true)),
             0x89 => stack.push(Obj::Bool(false)),
-            b'K' => stack.push(Obj::Int(le(take(data, &mut at, 1)?) as i64)),
-            b'M' => stack.push(Obj::Int(le(take(data, &mut at, 2)?) as i64)),
-            b'J' => stack.push(Obj::Int(i64::from(
-                le(take(data, &mut at, 4)?) as u32 as i32
-            ))),
-            b'U' | b'C' => {
-                let n = le(take(data, &mut at, 1)?) as usize;
-                stack.push(Obj::Bytes(take(data, &mut at, n)?.to_vec()));
-            }
-            b'T' | b'B' => {
-                let n = le(take(data, &mut at, 4)?) as usize;
-                stack.push(Obj::Bytes(take(data, &mut at, n)?.to_vec()));
-            }
-            0x8e => {
-                let n = le(take(data, &mut at, 8)?) as usize;
-                stack.push(Obj::Bytes(take(data, &mut at, n)?.to_vec()));
-            }
-            0x8c | b'X' | 0x8d => {
-                let width = match op {
-                    0x8c => 1,
-                    b'X' => 4,
-                    _ => 8,
-                };
-                let n = le(take(data, &mut at, width)?) as usize;
-                let s = std::str::from_utf8(take(data, &mut at, n)?).map_err(|e| e.to_string())?;
-                stack.push(Obj::Str(s.to_owned()));
-            }
             b'c' => {
                 let line = |at: &mut usize| -> Result<String, String> {
                     let end = data[*at..]
@@ -139,26 +112,6 @@ fn run(data: &[u8]) -> Result<Obj, String> {
                 let args = pop(&mut stack)?;
                 let func = pop(&mut stack)?;
                 stack.push(reduce(func, args)?);
-            }
-            b'q' => {
-                let k = le(take(data, &mut at, 1)?);
-                memo.insert(k, stack.last().ok_or("empty stack")?.clone());
-            }
-            b'r' => {
-                let k = le(take(data, &mut at, 4)?);
-                memo.insert(k, stack.last().ok_or("empty stack")?.clone());
-            }
-            0x94 => {
-                let k = memo.len() as u64;
-                memo.insert(k, stack.last().ok_or("empty stack")?.clone());
-            }
-            b'h' => {
-                let k = le(take(data, &mut at, 1)?);
-                stack.push(memo.get(&k).cloned().ok_or("bad memo key")?);
-            }
-            b'j' => {
-                let k = le(take(data, &mut at, 4)?);
-                stack.push(memo.get(&k).cloned().ok_or("bad memo key")?);
             }
             b'a' => {
                 let item = pop(&mut stack)?;
@@ -194,13 +147,70 @@ fn run(data: &[u8]) -> Result<Obj, String> {
                 stack.push(Obj::Tuple(vec![a, b, c]));
             }
             other => {
-                return Err(format!(
-                    "unsupported pickle opcode {other:#04x} at byte {}",
-                    at - 1
-                ))
+                if let Some(obj) = literal(other, data, &mut at)? {
+                    stack.push(obj);
+                } else if !memo_op(other, data, &mut at, &mut stack, &mut memo)? {
+                    return Err(format!(
+                        "unsupported pickle opcode {other:#04x} at byte {}",
+                        at - 1
+                    ));
+                }
             }
         }
     }
+}
+
+/// Memo opcodes (PUT, GET, MEMOIZE); `false` if `op` is not one of them.
+fn memo_op(
+    op: u8,
+    data: &[u8],
+    at: &mut usize,
+    stack: &mut Vec<Obj>,
+    memo: &mut std::collections::HashMap<u64, Obj>,
+) -> Result<bool, String> {
+    match op {
+        b'q' | b'r' | 0x94 => {
+            let k = match op {
+                b'q' => le(take(data, at, 1)?),
+                b'r' => le(take(data, at, 4)?),
+                _ => memo.len() as u64,
+            };
+            memo.insert(k, stack.last().ok_or("empty stack")?.clone());
+        }
+        b'h' | b'j' => {
+            let k = le(take(data, at, if op == b'h' { 1 } else { 4 })?);
+            stack.push(memo.get(&k).cloned().ok_or("bad memo key")?);
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// Opcodes that push one literal (ints, bytes, strings); `None` if `op` is
+/// not one of them.
+fn literal(op: u8, data: &[u8], at: &mut usize) -> Result<Option<Obj>, String> {
+    let mut sized = |width: usize| -> Result<&[u8], String> {
+        let n = le(take(data, at, width)?) as usize;
+        take(data, at, n)
+    };
+    Ok(Some(match op {
+        b'K' => Obj::Int(le(take(data, at, 1)?) as i64),
+        b'M' => Obj::Int(le(take(data, at, 2)?) as i64),
+        b'J' => Obj::Int(i64::from(le(take(data, at, 4)?) as u32 as i32)),
+        b'U' | b'C' => Obj::Bytes(sized(1)?.to_vec()),
+        b'T' | b'B' => Obj::Bytes(sized(4)?.to_vec()),
+        0x8e => Obj::Bytes(sized(8)?.to_vec()),
+        0x8c | b'X' | 0x8d => {
+            let width = match op {
+                0x8c => 1,
+                b'X' => 4,
+                _ => 8,
+            };
+            let s = std::str::from_utf8(sized(width)?).map_err(|e| e.to_string())?;
+            Obj::Str(s.to_owned())
+        }
+        _ => return Ok(None),
+    }))
 }
 
 /// Decodes a `.bin` pair file.

@@ -1,0 +1,341 @@
+//! The dataset artifact the data stages write: a folder with
+//!
+//! - `dataset.json`: kind, dtype, item shape, class names, split sizes and
+//!   what was skipped;
+//! - `items.bin`: one 24-byte record per item (label u32, shard u32,
+//!   offset u64, length u32, frames u32), little-endian;
+//! - `ids.txt`: one item id per line (the source path or record key);
+//! - `split.bin`: the u32 indices of the items in this output's split
+//!   (absent for the whole dataset);
+//! - `shards/shard-NNNNN.bin`: item bytes back to back, about 64 MB each.
+//!
+//! Items stream into shards as they are decoded, so memory stays bounded
+//! whatever the dataset's size. Each split output is the same folder plus
+//! its `split.bin`; identical blobs are stored once by the object store.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Target shard size.
+pub const SHARD_BYTES: u64 = 64 << 20;
+
+/// What the artifact holds, as in `dataset.json`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DatasetInfo {
+    /// Layout version.
+    pub format_version: u32,
+    /// `image` (C x H x W u8) or `fbank` (frames x bins f32).
+    pub kind: String,
+    /// `u8` or `f32`.
+    pub dtype: String,
+    /// Images: `[C, H, W]`; fbank: `[bins]` (frames vary per item).
+    pub shape: Vec<u32>,
+    /// Class names; labels index into this.
+    pub classes: Vec<String>,
+    /// Items in the whole dataset.
+    pub items: u64,
+    /// Name and size of each split.
+    pub splits: std::collections::BTreeMap<String, u64>,
+    /// This output's split, when it is one.
+    pub split: Option<String>,
+    /// Files skipped with `on-error = "skip"`.
+    pub skipped: u64,
+    /// The first few skipped files and why.
+    pub skipped_examples: Vec<String>,
+}
+
+/// One item's place in the shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ItemRecord {
+    /// Class index.
+    pub label: u32,
+    /// Shard number.
+    pub shard: u32,
+    /// Byte offset in the shard.
+    pub offset: u64,
+    /// Byte length.
+    pub len: u32,
+    /// Frames (fbank), or 1.
+    pub frames: u32,
+}
+
+const RECORD: usize = 24;
+
+impl ItemRecord {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.label.to_le_bytes());
+        out.extend_from_slice(&self.shard.to_le_bytes());
+        out.extend_from_slice(&self.offset.to_le_bytes());
+        out.extend_from_slice(&self.len.to_le_bytes());
+        out.extend_from_slice(&self.frames.to_le_bytes());
+    }
+    fn decode(b: &[u8]) -> Self {
+        let u32_at = |a: usize| u32::from_le_bytes(b[a..a + 4].try_into().expect("4 bytes"));
+        Self {
+            label: u32_at(0),
+            shard: u32_at(4),
+            offset: u64::from_le_bytes(b[8..16].try_into().expect("8 bytes")),
+            len: u32_at(16),
+            frames: u32_at(20),
+        }
+    }
+}
+
+/// Streams items into shards.
+pub struct DatasetWriter {
+    dir: PathBuf,
+    shard: Option<BufWriter<std::fs::File>>,
+    shard_no: u32,
+    shard_len: u64,
+    records: Vec<u8>,
+    ids: BufWriter<std::fs::File>,
+    count: u64,
+}
+
+impl DatasetWriter {
+    /// Starts a dataset in the empty folder `dir`.
+    pub fn create(dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir.join("shards"))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            shard: None,
+            shard_no: 0,
+            shard_len: 0,
+            records: Vec::new(),
+            ids: BufWriter::new(std::fs::File::create(dir.join("ids.txt"))?),
+            count: 0,
+        })
+    }
+
+    /// Appends one item.
+    pub fn push(&mut self, id: &str, label: u32, frames: u32, bytes: &[u8]) -> std::io::Result<()> {
+        if self.shard.is_none() || self.shard_len >= SHARD_BYTES {
+            if self.shard.is_some() {
+                self.shard_no += 1;
+            }
+            let path = self
+                .dir
+                .join(format!("shards/shard-{:05}.bin", self.shard_no));
+            if let Some(mut old) = self.shard.replace(BufWriter::with_capacity(
+                1 << 20,
+                std::fs::File::create(path)?,
+            )) {
+                old.flush()?;
+            }
+            self.shard_len = 0;
+        }
+        self.shard
+            .as_mut()
+            .expect("opened above")
+            .write_all(bytes)?;
+        ItemRecord {
+            label,
+            shard: self.shard_no,
+            offset: self.shard_len,
+            len: bytes.len() as u32,
+            frames,
+        }
+        .encode(&mut self.records);
+        self.shard_len += bytes.len() as u64;
+        writeln!(self.ids, "{}", id.replace('\n', " "))?;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Items so far.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    /// Whether nothing was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Writes the index files and one folder per split beside `dir` (hard
+    /// links to the same shards). Returns the split folders.
+    pub fn finish(
+        mut self,
+        mut info: DatasetInfo,
+        splits: &[(String, Vec<u32>)],
+    ) -> std::io::Result<Vec<(String, PathBuf)>> {
+        if let Some(mut s) = self.shard.take() {
+            s.flush()?;
+        }
+        self.ids.flush()?;
+        std::fs::write(self.dir.join("items.bin"), &self.records)?;
+        info.items = self.count;
+        info.splits = splits
+            .iter()
+            .map(|(n, v)| (n.clone(), v.len() as u64))
+            .collect();
+        write_json(&self.dir.join("dataset.json"), &info)?;
+        let mut out = Vec::new();
+        for (name, indices) in splits {
+            let dir = self.dir.with_file_name(format!(
+                "{}-{name}",
+                self.dir
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("dataset")
+            ));
+            link_tree(&self.dir, &dir)?;
+            std::fs::remove_file(dir.join("dataset.json"))?;
+            write_json(
+                &dir.join("dataset.json"),
+                &DatasetInfo {
+                    split: Some(name.clone()),
+                    ..info.clone()
+                },
+            )?;
+            let bytes: Vec<u8> = indices.iter().flat_map(|i| i.to_le_bytes()).collect();
+            std::fs::write(dir.join("split.bin"), bytes)?;
+            out.push((name.clone(), dir));
+        }
+        Ok(out)
+    }
+}
+
+fn write_json(path: &Path, info: &DatasetInfo) -> std::io::Result<()> {
+    std::fs::write(
+        path,
+        serde_json::to_vec_pretty(info).expect("dataset info serializes"),
+    )
+}
+
+fn link_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let dest = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            link_tree(&entry.path(), &dest)?;
+        } else {
+            std::fs::hard_link(entry.path(), &dest)
+                .or_else(|_| std::fs::copy(entry.path(), &dest).map(|_| ()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads a dataset artifact: a folder on disk, or a stored tree whose files
+/// live in the object store (`file(rel)` maps a relative path to a file).
+pub struct DatasetReader {
+    /// What the artifact holds.
+    pub info: DatasetInfo,
+    records: Vec<ItemRecord>,
+    /// Item indices of this split (all items when it is the whole dataset).
+    pub indices: Vec<u32>,
+    shards: Vec<PathBuf>,
+}
+
+impl DatasetReader {
+    /// Opens an artifact through `file`, which resolves relative paths.
+    pub fn open(file: &dyn Fn(&str) -> Option<PathBuf>) -> Result<Self, String> {
+        let read = |rel: &str| -> Result<Vec<u8>, String> {
+            let p = file(rel).ok_or_else(|| format!("the dataset has no `{rel}`"))?;
+            std::fs::read(&p).map_err(|e| format!("failed to read `{}`: {e}", p.display()))
+        };
+        let info: DatasetInfo = serde_json::from_slice(&read("dataset.json")?)
+            .map_err(|e| format!("bad dataset.json: {e}"))?;
+        let records: Vec<ItemRecord> = read("items.bin")?
+            .chunks_exact(RECORD)
+            .map(ItemRecord::decode)
+            .collect();
+        let indices = match file("split.bin") {
+            Some(_) => read("split.bin")?
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .collect(),
+            None => (0..records.len() as u32).collect(),
+        };
+        let n_shards = records.iter().map(|r| r.shard + 1).max().unwrap_or(0);
+        let shards = (0..n_shards)
+            .map(|s| {
+                file(&format!("shards/shard-{s:05}.bin"))
+                    .ok_or_else(|| format!("the dataset has no shard {s}"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            info,
+            records,
+            indices,
+            shards,
+        })
+    }
+
+    /// Opens an artifact folder on disk.
+    pub fn open_dir(dir: &Path) -> Result<Self, String> {
+        Self::open(&|rel| Some(dir.join(rel)).filter(|p| p.exists()))
+    }
+
+    /// Items in this split.
+    pub fn len(&self) -> usize {
+        self.indices.len()
+    }
+
+    /// Whether the split is empty.
+    pub fn is_empty(&self) -> bool {
+        self.indices.is_empty()
+    }
+
+    /// The record of the split's `i`-th item.
+    pub fn record(&self, i: usize) -> ItemRecord {
+        self.records[self.indices[i] as usize]
+    }
+
+    /// The bytes of the split's `i`-th item (one positioned read).
+    pub fn read(&self, i: usize) -> std::io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let r = self.record(i);
+        let f = std::fs::File::open(&self.shards[r.shard as usize])?;
+        let mut buf = vec![0u8; r.len as usize];
+        f.read_exact_at(&mut buf, r.offset)?;
+        Ok(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_and_reads_back_with_splits() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = dir.path().join("dataset");
+        let mut w = DatasetWriter::create(&ds).unwrap();
+        for i in 0..10u32 {
+            w.push(&format!("item{i}"), i % 3, 1, &[i as u8; 5])
+                .unwrap();
+        }
+        let info = DatasetInfo {
+            format_version: 1,
+            kind: "image".into(),
+            dtype: "u8".into(),
+            shape: vec![1, 1, 5],
+            classes: vec!["a".into(), "b".into(), "c".into()],
+            items: 0,
+            splits: Default::default(),
+            split: None,
+            skipped: 0,
+            skipped_examples: vec![],
+        };
+        let splits = w
+            .finish(
+                info,
+                &[("train".into(), vec![0, 2, 4]), ("test".into(), vec![9])],
+            )
+            .unwrap();
+        let all = DatasetReader::open_dir(&ds).unwrap();
+        assert_eq!((all.len(), all.info.items), (10, 10));
+        assert_eq!(all.read(7).unwrap(), vec![7u8; 5]);
+        let train = DatasetReader::open_dir(&splits[0].1).unwrap();
+        assert_eq!(train.info.split.as_deref(), Some("train"));
+        assert_eq!(train.len(), 3);
+        assert_eq!(
+            (train.read(2).unwrap(), train.record(2).label),
+            (vec![4u8; 5], 1)
+        );
+    }
+}

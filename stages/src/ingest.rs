@@ -1,0 +1,406 @@
+//! The `ingest` kind: reads a dataset on disk into a dataset artifact
+//! (see `data::dataset`) with `train`, `val` and `test` split outputs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::data::dataset::{DatasetInfo, DatasetWriter};
+use crate::data::decode::{self, ImageSpec};
+use crate::data::fbank::{Fbank, FbankOptions, Window};
+use crate::data::recordio::{unpack, RecordReader};
+use crate::data::sources::{self, Locator, SourceItem, FORMATS};
+use crate::params::{ParamReader, Spanned};
+use crate::registry::BuildContext;
+use crate::rng::{hash_str, Rng};
+use crate::stage::{Inputs, Stage, StageContext, StageDecl, StageError, StageOutputs};
+
+/// Items decoded at once; bounds memory on any dataset size.
+const CHUNK: usize = 512;
+/// Skipped files named in the result.
+const SKIP_EXAMPLES: usize = 5;
+
+/// A configured `ingest` stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ingest {
+    format: String,
+    path: String,
+    image: ImageSpec,
+    fbank: Option<(FbankOptions, bool)>,
+    sample_rate: u32,
+    val: f64,
+    test: f64,
+    classes: Option<u64>,
+    max_per_class: Option<u64>,
+    min_per_class: u64,
+    skip_errors: bool,
+    seed: i64,
+    name: String,
+}
+
+fn is_audio(format: &str) -> bool {
+    matches!(format, "voxceleb" | "wav-folder")
+}
+
+/// Builds an `ingest` stage from its params.
+pub fn build(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
+    let (stage, path) = configure(cx, r)?;
+    Some(StageDecl {
+        stage: Box::new(stage),
+        refs: Vec::new(),
+        deps: vec![path],
+        outs: Vec::new(),
+        outputs: ["dataset", "train", "val", "test"]
+            .map(String::from)
+            .to_vec(),
+    })
+}
+
+/// Reads the params into a typed stage and its dataset path.
+fn configure(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<(Ingest, Spanned<String>)> {
+    let format = r.required_str("format", FORMATS.join(" | ").as_str());
+    let format = format.filter(|f| {
+        let ok = FORMATS.contains(&f.value.as_str());
+        if !ok {
+            r.error(crate::params::ParamError {
+                message: format!("unknown format `{}`", f.value),
+                span: f.span.clone(),
+                label: format!("expected one of: {}", FORMATS.join(", ")),
+                help: crate::params::suggest(&f.value, FORMATS.iter().copied())
+                    .map(|s| format!("did you mean `{s}`?")),
+            });
+        }
+        ok
+    });
+    let path = r.required_str("path", "the dataset's folder");
+    let mnist = format.as_ref().is_some_and(|f| f.value == "mnist-json");
+    let size = r
+        .uint("size")
+        .map_or(if mnist { 28 } else { 112 }, |s| s.value as u32);
+    let channels = r
+        .uint("channels")
+        .map_or(if mnist { 1 } else { 3 }, |c| c.value as u32);
+    if channels != 1 && channels != 3 {
+        r.error(crate::params::ParamError {
+            message: format!("`channels` must be 1 or 3, not {channels}"),
+            span: None,
+            label: String::new(),
+            help: None,
+        });
+    }
+    let features = r.nested("features", read_features).flatten();
+    let cmn = r.bool("cmn").is_none_or(|c| c.value);
+    let sample_rate = r.uint("sample-rate").map_or(16000, |s| s.value as u32);
+    let split = r.nested("split", |s| {
+        (
+            s.float("val").map(|v| v.value),
+            s.float("test").map(|v| v.value),
+        )
+    });
+    let (val, test) = split.map_or((Some(0.1), None), |(v, t)| (v, t));
+    let classes = r.uint("classes").map(|c| c.value);
+    let max_per_class = r.uint("max-per-class").map(|c| c.value);
+    let min_per_class = r.uint("min-per-class").map_or(0, |c| c.value);
+    let on_error = r
+        .choice("on-error", &["fail", "skip"])
+        .map_or("fail".to_owned(), |s| s.value);
+    let (format, path) = (format?, path?);
+    let fbank = is_audio(&format.value).then(|| {
+        (
+            features.unwrap_or_else(|| FbankOptions {
+                num_bins: 40,
+                ..Default::default()
+            }),
+            cmn,
+        )
+    });
+    let stage = Ingest {
+        format: format.value,
+        path: crate::paths::normalize_dep(&path.value).unwrap_or(path.value.clone()),
+        image: ImageSpec { size, channels },
+        fbank,
+        sample_rate,
+        val: val.unwrap_or(0.0),
+        test: test.unwrap_or(0.0),
+        classes,
+        max_per_class,
+        min_per_class,
+        skip_errors: on_error == "skip",
+        seed: cx.seed,
+        name: cx.name.to_owned(),
+    };
+    Some((stage, path))
+}
+
+fn read_features(f: &ParamReader<'_>) -> Option<FbankOptions> {
+    f.choice("kind", &["fbank"])?;
+    let bins = f.uint("bins").map_or(40, |b| b.value as usize);
+    let window = match f
+        .choice("window", &["povey", "hamming", "hann"])
+        .map(|w| w.value)
+    {
+        Some(w) if w == "hamming" => Window::Hamming,
+        Some(w) if w == "hann" => Window::Hann,
+        _ => Window::Povey,
+    };
+    Some(FbankOptions {
+        num_bins: bins,
+        window,
+        ..Default::default()
+    })
+}
+
+impl Stage for Ingest {
+    fn kind(&self) -> &'static str {
+        "ingest"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn params(&self) -> BTreeMap<String, String> {
+        let mut p = BTreeMap::new();
+        p.insert("format".into(), self.format.clone());
+        p.insert("image".into(), format!("{:?}", self.image));
+        p.insert("features".into(), format!("{:?}", self.fbank));
+        p.insert("sample-rate".into(), self.sample_rate.to_string());
+        p.insert(
+            "split".into(),
+            format!("val={:?} test={:?}", self.val, self.test),
+        );
+        p.insert(
+            "filters".into(),
+            format!(
+                "classes={:?} max={:?} min={}",
+                self.classes, self.max_per_class, self.min_per_class
+            ),
+        );
+        p.insert(
+            "on-error".into(),
+            if self.skip_errors { "skip" } else { "fail" }.into(),
+        );
+        p.insert("seed".into(), self.seed.to_string());
+        p
+    }
+
+    fn run(&self, cx: &StageContext, _inputs: &Inputs) -> Result<StageOutputs, StageError> {
+        let root = cx.workdir.join(&self.path);
+        let items = self.select(sources::list(&self.format, &root).map_err(StageError::Other)?);
+        let classes: Vec<String> = {
+            let mut c: Vec<String> = items.iter().map(|i| i.class.clone()).collect();
+            c.dedup();
+            c
+        };
+        let class_index: BTreeMap<&str, u32> = classes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.as_str(), i as u32))
+            .collect();
+        let dir = cx.scratch.join("dataset");
+        let mut writer =
+            DatasetWriter::create(&dir).map_err(|e| StageError::io("create", &dir, e))?;
+        let decoder = Decoder::new(self, &root)?;
+        let mut kept = Vec::with_capacity(items.len());
+        let mut skipped = Vec::new();
+        let mut skipped_count = 0u64;
+        for chunk in items.chunks(CHUNK) {
+            if cx.cancel.is_cancelled() {
+                return Err(StageError::Cancelled);
+            }
+            let decoded: Vec<Result<(Vec<u8>, u32), String>> =
+                chunk.par_iter().map(|item| decoder.decode(item)).collect();
+            for (item, result) in chunk.iter().zip(decoded) {
+                match result {
+                    Ok((bytes, frames)) => {
+                        writer
+                            .push(&item.id, class_index[item.class.as_str()], frames, &bytes)
+                            .map_err(|e| StageError::io("write", &dir, e))?;
+                        kept.push(item);
+                    }
+                    Err(why) if self.skip_errors => {
+                        skipped_count += 1;
+                        if skipped.len() < SKIP_EXAMPLES {
+                            skipped.push(format!("{}: {why}", item.id));
+                        }
+                    }
+                    Err(why) => {
+                        return Err(StageError::Other(format!(
+                            "`{}`: {why}",
+                            root.join(&item.id).display()
+                        )))
+                    }
+                }
+            }
+        }
+        let splits = self.splits(&kept);
+        let info = DatasetInfo {
+            format_version: 1,
+            kind: if self.fbank.is_some() {
+                "fbank"
+            } else {
+                "image"
+            }
+            .into(),
+            dtype: if self.fbank.is_some() { "f32" } else { "u8" }.into(),
+            shape: match &self.fbank {
+                Some((o, _)) => vec![o.num_bins as u32],
+                None => vec![self.image.channels, self.image.size, self.image.size],
+            },
+            classes,
+            items: 0,
+            splits: Default::default(),
+            split: None,
+            skipped: skipped_count,
+            skipped_examples: skipped.clone(),
+        };
+        let split_dirs = writer
+            .finish(info, &splits)
+            .map_err(|e| StageError::io("write", &dir, e))?;
+        let mut paths = vec![("dataset".to_owned(), dir)];
+        paths.extend(split_dirs);
+        let summary = serde_json::json!({
+            "items": kept.len(),
+            "skipped": skipped_count,
+            "skipped-examples": skipped,
+            "splits": splits.iter().map(|(n, v)| (n.clone(), v.len())).collect::<BTreeMap<_, _>>(),
+        });
+        Ok(StageOutputs { paths, summary })
+    }
+}
+
+impl Ingest {
+    /// Applies `min-per-class`, `classes` and `max-per-class`, in that order.
+    fn select(&self, items: Vec<SourceItem>) -> Vec<SourceItem> {
+        let mut by_class: BTreeMap<String, Vec<SourceItem>> = BTreeMap::new();
+        for item in items {
+            by_class.entry(item.class.clone()).or_default().push(item);
+        }
+        by_class
+            .into_values()
+            .filter(|v| v.len() as u64 >= self.min_per_class)
+            .take(self.classes.map_or(usize::MAX, |c| c as usize))
+            .flat_map(|mut v| {
+                v.truncate(self.max_per_class.map_or(usize::MAX, |m| m as usize));
+                v
+            })
+            .collect()
+    }
+
+    /// The format's splits when it has them; else seeded and stratified:
+    /// per class, a shuffled order gives `test` first, then `val`.
+    fn splits(&self, kept: &[&SourceItem]) -> Vec<(String, Vec<u32>)> {
+        let mut out: BTreeMap<&str, Vec<u32>> = ["train", "val", "test"]
+            .iter()
+            .map(|s| (*s, Vec::new()))
+            .collect();
+        if kept.iter().any(|i| i.split.is_some()) {
+            for (i, item) in kept.iter().enumerate() {
+                out.get_mut(item.split.unwrap_or("train"))
+                    .expect("known split")
+                    .push(i as u32);
+            }
+        } else {
+            let mut by_class: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+            for (i, item) in kept.iter().enumerate() {
+                by_class
+                    .entry(item.class.as_str())
+                    .or_default()
+                    .push(i as u32);
+            }
+            for (class, mut members) in by_class {
+                Rng::from_parts(&[self.seed as u64, hash_str(&self.name), hash_str(class)])
+                    .shuffle(&mut members);
+                let n = members.len() as f64;
+                let test = (n * self.test).round() as usize;
+                let val = ((n * self.val).round() as usize).min(members.len() - test);
+                out.get_mut("test").expect("known").extend(&members[..test]);
+                out.get_mut("val")
+                    .expect("known")
+                    .extend(&members[test..test + val]);
+                out.get_mut("train")
+                    .expect("known")
+                    .extend(&members[test + val..]);
+            }
+        }
+        out.into_iter()
+            .map(|(name, mut v)| {
+                v.sort_unstable();
+                (name.to_owned(), v)
+            })
+            .collect()
+    }
+}
+
+/// Decodes items of one format; shared read-only by the decoding threads.
+struct Decoder {
+    image: ImageSpec,
+    fbank: Option<(Fbank, bool)>,
+    rate: u32,
+    rec: Option<PathBuf>,
+    mnist: std::sync::Mutex<BTreeMap<u8, std::sync::Arc<Vec<f32>>>>,
+    root: PathBuf,
+}
+
+impl Decoder {
+    fn new(stage: &Ingest, root: &Path) -> Result<Self, StageError> {
+        Ok(Self {
+            image: stage.image,
+            fbank: stage.fbank.clone().map(|(o, cmn)| (Fbank::new(o), cmn)),
+            rate: stage.sample_rate,
+            rec: (stage.format == "insightface-rec").then(|| root.to_path_buf()),
+            mnist: Default::default(),
+            root: root.to_path_buf(),
+        })
+    }
+
+    fn decode(&self, item: &SourceItem) -> Result<(Vec<u8>, u32), String> {
+        match &item.locator {
+            Locator::File(path) => {
+                let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+                match &self.fbank {
+                    Some((fb, cmn)) => decode::fbank_bytes(&bytes, self.rate, fb, *cmn),
+                    None => decode::image_bytes(&bytes, self.image).map(|b| (b, 1)),
+                }
+            }
+            Locator::Record(offset) => {
+                let root = self
+                    .rec
+                    .as_ref()
+                    .expect("record locators come from insightface-rec");
+                // One reader per call keeps threads independent; the index is
+                // not needed for a positioned read.
+                let mut reader =
+                    RecordReader::open(&root.join("train.rec"), Path::new("/dev/null"))
+                        .map_err(|e| e.to_string())?;
+                let payload = reader.read_at(*offset).map_err(|e| e.to_string())?;
+                let (_, jpeg) = unpack(&payload)?;
+                decode::image_bytes(jpeg, self.image).map(|b| (b, 1))
+            }
+            Locator::Mnist { digit, index } => {
+                let values = self.mnist_file(*digit)?;
+                Ok((
+                    decode::mnist_bytes(&values[index * 784..(index + 1) * 784], self.image),
+                    1,
+                ))
+            }
+        }
+    }
+
+    fn mnist_file(&self, digit: u8) -> Result<std::sync::Arc<Vec<f32>>, String> {
+        let mut cache = self.mnist.lock().expect("mnist lock");
+        if let Some(v) = cache.get(&digit) {
+            return Ok(v.clone());
+        }
+        let v = std::sync::Arc::new(sources::mnist_values(
+            &self.root.join(format!("{digit}.json")),
+        )?);
+        cache.insert(digit, v.clone());
+        Ok(v)
+    }
+}
+
+#[cfg(test)]
+#[path = "ingest_tests.rs"]
+mod tests;

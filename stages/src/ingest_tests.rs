@@ -1,0 +1,300 @@
+//! Round trips through every reader: fixtures written with the project's
+//! own writers, ingested, and read back from the dataset artifact.
+
+use std::path::Path;
+
+use super::*;
+use crate::data::dataset::DatasetReader;
+use crate::data::recordio::write_insightface;
+use crate::data::wav;
+use crate::params::{Table, Value, ValueKind};
+use crate::stage::CancelFlag;
+
+fn png(side: u32, shade: u8) -> Vec<u8> {
+    let img = image::GrayImage::from_fn(side, side + 2, |x, y| {
+        image::Luma([shade.wrapping_add((x * 3 + y) as u8)])
+    });
+    let mut out = Vec::new();
+    image::DynamicImage::ImageLuma8(img)
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+fn jpeg(shade: u8) -> Vec<u8> {
+    let img =
+        image::RgbImage::from_fn(16, 16, |x, _| image::Rgb([shade, x as u8 * 8, 255 - shade]));
+    let mut out = Vec::new();
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(
+            &mut std::io::Cursor::new(&mut out),
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
+    out
+}
+
+fn tone(freq: f64, n: usize) -> Vec<u8> {
+    let s: Vec<i16> = (0..n)
+        .map(|i| (3000.0 * (2.0 * std::f64::consts::PI * freq * i as f64 / 16000.0).sin()) as i16)
+        .collect();
+    wav::encode(16000, &s)
+}
+
+fn write(path: &Path, bytes: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Builds an ingest stage from TOML params.
+fn stage(toml: &str) -> Ingest {
+    let doc: toml::Table = toml::from_str(toml).unwrap();
+    let table = to_table(&doc);
+    let r = ParamReader::new(&table, None);
+    let built = configure(
+        &BuildContext {
+            name: "ingest",
+            params: &Table::default(),
+            seed: 7,
+        },
+        &r,
+    );
+    let errors = r.finish();
+    assert!(errors.is_empty(), "{errors:?}");
+    built.unwrap().0
+}
+
+fn to_value(v: &toml::Value) -> Value {
+    let kind = match v {
+        toml::Value::String(s) => ValueKind::Str(s.clone()),
+        toml::Value::Integer(i) => ValueKind::Int(*i),
+        toml::Value::Float(f) => ValueKind::Float(*f),
+        toml::Value::Boolean(b) => ValueKind::Bool(*b),
+        toml::Value::Array(a) => ValueKind::Array(a.iter().map(to_value).collect()),
+        toml::Value::Table(t) => ValueKind::Table(to_table(t)),
+        toml::Value::Datetime(d) => ValueKind::Str(d.to_string()),
+    };
+    Value { kind, span: None }
+}
+
+fn to_table(t: &toml::Table) -> Table {
+    let mut out = Table::default();
+    for (k, v) in t {
+        out.set(k, to_value(v));
+    }
+    out
+}
+
+fn run(stage: &Ingest, dir: &Path) -> Result<(StageOutputs, DatasetReader), StageError> {
+    let scratch = dir.join("scratch");
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).unwrap();
+    let cx = StageContext {
+        name: "ingest".into(),
+        workdir: dir.to_path_buf(),
+        scratch: scratch.clone(),
+        log: dir.join("log"),
+        cancel: CancelFlag::default(),
+        gpus: vec![],
+    };
+    let out = stage.run(&cx, &Inputs::default())?;
+    let reader = DatasetReader::open_dir(&scratch.join("dataset")).unwrap();
+    Ok((out, reader))
+}
+
+fn split(out: &StageOutputs, name: &str) -> DatasetReader {
+    let (_, path) = out.paths.iter().find(|(n, _)| n == name).unwrap();
+    DatasetReader::open_dir(path).unwrap()
+}
+
+#[test]
+fn image_folder_reads_png_and_jpeg_resizes_and_splits_by_class() {
+    let dir = tempfile::tempdir().unwrap();
+    for (c, class) in ["cat", "dog"].iter().enumerate() {
+        for i in 0..10u8 {
+            let (name, bytes) = if i % 2 == 0 {
+                (format!("{i}.png"), png(20, i * 10 + c as u8))
+            } else {
+                (format!("sub/{i}.JPG"), jpeg(i * 10))
+            };
+            write(&dir.path().join("data").join(class).join(name), &bytes);
+        }
+        write(
+            &dir.path().join("data").join(class).join("notes.txt"),
+            b"ignored",
+        );
+    }
+    let s = stage("format = \"image-folder\"\npath = \"data\"\nsize = 8\nchannels = 3\nsplit = { val = 0.2, test = 0.1 }\n");
+    let (out, all) = run(&s, dir.path()).unwrap();
+    assert_eq!(all.info.classes, ["cat", "dog"]);
+    assert_eq!((all.len(), all.info.shape.clone()), (20, vec![3, 8, 8]));
+    assert_eq!(all.read(0).unwrap().len(), 3 * 8 * 8);
+    let (train, val, test) = (
+        split(&out, "train"),
+        split(&out, "val"),
+        split(&out, "test"),
+    );
+    assert_eq!((train.len(), val.len(), test.len()), (14, 4, 2));
+    // Stratified: each class contributes equally to val and test.
+    let labels = |r: &DatasetReader| (0..r.len()).map(|i| r.record(i).label).collect::<Vec<_>>();
+    assert_eq!(labels(&val).iter().filter(|&&l| l == 0).count(), 2);
+    assert_eq!(labels(&test), [0, 1]);
+    // Deterministic: the same seed gives the same split.
+    let (out2, _) = run(&s, dir.path()).unwrap();
+    assert_eq!(split(&out2, "val").indices, val.indices);
+}
+
+#[test]
+fn insightface_rec_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let images: Vec<(u32, Vec<u8>)> = (0..12).map(|i| (i % 4, jpeg(i as u8 * 20))).collect();
+    std::fs::create_dir_all(dir.path().join("rec")).unwrap();
+    write_insightface(&dir.path().join("rec"), &images, (16, 16), false).unwrap();
+    let s = stage(
+        "format = \"insightface-rec\"\npath = \"rec\"\nsize = 16\nclasses = 3\nmax-per-class = 2\n",
+    );
+    let (_, all) = run(&s, dir.path()).unwrap();
+    assert_eq!(all.info.classes, ["000000", "000001", "000002"]);
+    assert_eq!(all.len(), 6);
+    let direct = crate::data::decode::image_bytes(
+        &images[0].1,
+        ImageSpec {
+            size: 16,
+            channels: 3,
+        },
+    )
+    .unwrap();
+    assert_eq!(all.read(0).unwrap(), direct);
+}
+
+#[test]
+fn voxceleb_uses_iden_split_and_computes_fbank() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut split = String::new();
+    for (s, spk) in ["id10001", "id10002"].iter().enumerate() {
+        for u in 0..3 {
+            let rel = format!("{spk}/vid{u}/0000{u}.wav");
+            write(
+                &dir.path().join("vox/wav").join(&rel),
+                &tone(200.0 + 300.0 * s as f64 + u as f64, 4000 + 160 * u),
+            );
+            split.push_str(&format!("{} {rel}\n", u + 1));
+        }
+    }
+    write(&dir.path().join("vox/iden_split.txt"), split.as_bytes());
+    let s = stage(
+        "format = \"voxceleb\"\npath = \"vox\"\nfeatures = { kind = \"fbank\", bins = 24 }\n",
+    );
+    let (out, all) = run(&s, dir.path()).unwrap();
+    assert_eq!(
+        (all.info.kind.as_str(), all.info.shape.clone()),
+        ("fbank", vec![24])
+    );
+    let frames = 1 + (4000 - 400) / 160;
+    assert_eq!(all.record(0).frames as usize, frames);
+    assert_eq!(all.read(0).unwrap().len(), frames * 24 * 4);
+    assert_eq!(split_of(&out, "val"), vec![1, 4]);
+    assert_eq!(split_of(&out, "test"), vec![2, 5]);
+}
+
+fn split_of(out: &StageOutputs, name: &str) -> Vec<u32> {
+    split(out, name).indices
+}
+
+#[test]
+fn mnist_json_reads_flat_and_nested_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let digit = |v: f32| vec![v; 784];
+    write(
+        &dir.path().join("m/0.json"),
+        serde_json::json!({ "data": [digit(0.0), digit(1.0)] })
+            .to_string()
+            .as_bytes(),
+    );
+    let flat: Vec<f32> = [digit(0.5), digit(0.25), digit(0.75)].concat();
+    write(
+        &dir.path().join("m/1.json"),
+        serde_json::json!({ "data": flat }).to_string().as_bytes(),
+    );
+    let s = stage("format = \"mnist-json\"\npath = \"m\"\nsplit = { val = 0.0 }\n");
+    let (_, all) = run(&s, dir.path()).unwrap();
+    assert_eq!((all.len(), all.info.shape.clone()), (5, vec![1, 28, 28]));
+    assert_eq!(all.read(1).unwrap(), vec![255u8; 784]);
+    assert_eq!(all.read(3).unwrap(), vec![64u8; 784]);
+}
+
+#[test]
+fn bad_files_fail_naming_the_file_or_are_skipped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("img/a/ok.png"), &png(8, 1));
+    write(&dir.path().join("img/a/broken.png"), &png(8, 1)[..30]);
+    let fail = run(
+        &stage("format = \"image-folder\"\npath = \"img\"\nsize = 4\n"),
+        dir.path(),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        fail.contains("img/a/broken.png") && fail.contains("cannot decode image"),
+        "{fail}"
+    );
+    let (out, all) = run(
+        &stage("format = \"image-folder\"\npath = \"img\"\nsize = 4\non-error = \"skip\"\n"),
+        dir.path(),
+    )
+    .unwrap();
+    assert_eq!((all.len(), all.info.skipped), (1, 1));
+    assert_eq!(
+        out.summary["skipped-examples"][0]
+            .as_str()
+            .unwrap()
+            .split(':')
+            .next(),
+        Some("a/broken.png")
+    );
+
+    write(
+        &dir.path().join("wavs/s1/rate.wav"),
+        &wav::encode(22050, &[0; 5000]),
+    );
+    let err = run(
+        &stage("format = \"wav-folder\"\npath = \"wavs\"\n"),
+        dir.path(),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("rate.wav") && err.contains("22050 Hz"),
+        "{err}"
+    );
+
+    std::fs::create_dir_all(dir.path().join("rec")).unwrap();
+    write_insightface(&dir.path().join("rec"), &[(0, jpeg(1))], (16, 16), true).unwrap();
+    let rec = dir.path().join("rec/train.rec");
+    let mut bytes = std::fs::read(&rec).unwrap();
+    let second = std::fs::read_to_string(dir.path().join("rec/train.idx"))
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split('\t')
+        .nth(1)
+        .unwrap()
+        .parse::<usize>()
+        .unwrap();
+    bytes[second] = 0;
+    std::fs::write(&rec, bytes).unwrap();
+    let err = run(
+        &stage("format = \"insightface-rec\"\npath = \"rec\"\n"),
+        dir.path(),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("train.rec") && err.contains("bad magic"),
+        "{err}"
+    );
+}
