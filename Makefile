@@ -12,16 +12,23 @@ $(error scripts/ensure-libtorch.sh failed; see its message above)
 endif
 BIN := $(CARGO_TARGET_DIR)/release/tuneflow
 
-.PHONY: build test demo lint fmt bench
+.PHONY: build test demo lint fmt bench deps
+
+# Debian packages the fixtures need (espeak-ng voices, sox resampling),
+# installed only when a command is missing.
+deps:
+	@command -v espeak-ng >/dev/null && command -v sox >/dev/null || \
+	    (DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng sox || \
+	     (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng sox))
 
 build:
 	cargo build --release --locked --bins
 
-test:
+test: deps
 	cargo test --workspace --locked
 	cargo test --workspace --locked --no-default-features
 
-demo: build
+demo: deps build
 	scripts/demo.sh "$(BIN)"
 
 lint:

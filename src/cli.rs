@@ -34,6 +34,8 @@ pub enum Command {
     /// Inspects and maintains the cache.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Builds the small real datasets the tests and the demo use.
+    Fixtures(crate::fixtures::FixtureArgs),
 }
 
 /// `tuneflow run`.

@@ -364,16 +364,25 @@ impl Engine {
         });
         let cx = self.context(i, gpus).map_err(|e| e.to_string())?;
         let started = Instant::now();
-        let result = ps.stage.run(&cx, &self.inputs(i));
+        let stored = ps
+            .stage
+            .run(&cx, &self.inputs(i))
+            .map_err(|e| e.to_string())
+            .and_then(|outputs| {
+                Ok((
+                    store_outputs(&self.store, &outputs.paths).map_err(|e| e.to_string())?,
+                    outputs.summary,
+                ))
+            });
+        // Scratch outputs are in the store now (or the stage failed).
         let _ = std::fs::remove_dir_all(&cx.scratch);
-        let outputs = result.map_err(|e| e.to_string())?;
-        let entries = store_outputs(&self.store, &outputs.paths).map_err(|e| e.to_string())?;
+        let (entries, summary) = stored?;
         let seconds = started.elapsed().as_secs_f64();
         let manifest = Manifest {
             stage: ps.name.clone(),
             outputs: entries,
             seconds,
-            summary: outputs.summary,
+            summary,
         };
         // Every blob is durable now; only then is the manifest recorded.
         self.index

@@ -2,6 +2,7 @@
 //! folders. One test binary, built from modules (as ripgrep does).
 
 mod cache;
+mod data;
 mod failures;
 mod harness;
 mod invalid;
