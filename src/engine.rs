@@ -65,6 +65,13 @@ impl Outcome {
     }
 }
 
+fn digests(m: &Manifest) -> std::collections::BTreeMap<String, String> {
+    m.outputs
+        .iter()
+        .map(|o| (o.name.clone(), o.digest.to_hex()))
+        .collect()
+}
+
 /// Knobs from the command line.
 #[derive(Debug, Clone, Default)]
 pub struct EngineOptions {
@@ -250,6 +257,7 @@ impl Engine {
             stage: ps.name.clone(),
             key: record.key.to_hex(),
             restored,
+            outputs: digests(&manifest),
         });
         self.outcomes.lock().expect("outcomes lock")[i] = Outcome::Cached(record.key, manifest);
     }
@@ -369,14 +377,15 @@ impl Engine {
             .run(&cx, &self.inputs(i))
             .map_err(|e| e.to_string())
             .and_then(|outputs| {
-                Ok((
-                    store_outputs(&self.store, &outputs.paths).map_err(|e| e.to_string())?,
-                    outputs.summary,
-                ))
+                let entries =
+                    store_outputs(&self.store, &outputs.paths).map_err(|e| e.to_string())?;
+                Ok((entries, outputs.summary, outputs.reexports))
             });
         // Scratch outputs are in the store now (or the stage failed).
         let _ = std::fs::remove_dir_all(&cx.scratch);
-        let (entries, summary) = stored?;
+        let (mut entries, summary, reexports) = stored?;
+        entries.extend(self.reexported(i, &reexports)?);
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
         let seconds = started.elapsed().as_secs_f64();
         let manifest = Manifest {
             stage: ps.name.clone(),
@@ -393,8 +402,39 @@ impl Engine {
             stage: ps.name.clone(),
             key: record.key.to_hex(),
             seconds,
+            outputs: digests(&manifest),
+            summary: manifest.summary.clone(),
         });
         Ok(Outcome::Ran(record.key, manifest))
+    }
+
+    /// Manifest entries for outputs that are inputs passed through.
+    fn reexported(
+        &self,
+        i: usize,
+        reexports: &[(String, String)],
+    ) -> Result<Vec<tuneflow_cache::OutputEntry>, String> {
+        reexports
+            .iter()
+            .map(|(output, input)| {
+                let Some(Input::Output {
+                    stage,
+                    output: upstream,
+                }) = self.plan.stages[i].inputs.get(input)
+                else {
+                    return Err(format!(
+                        "re-exported input `{input}` is not an upstream output"
+                    ));
+                };
+                let entry = self
+                    .manifest_of(*stage)
+                    .and_then(|m| m.output(upstream).cloned());
+                let mut entry =
+                    entry.ok_or_else(|| format!("upstream output `{input}` is missing"))?;
+                entry.name = output.clone();
+                Ok(entry)
+            })
+            .collect()
     }
 
     fn context(&self, i: usize, gpus: Vec<u32>) -> std::io::Result<StageContext> {

@@ -25,6 +25,8 @@ pub enum RunEvent {
         key: String,
         /// Workspace outputs that had to be restored.
         restored: Vec<String>,
+        /// Output name -> digest.
+        outputs: std::collections::BTreeMap<String, String>,
     },
     /// A stage began running.
     StageStarted {
@@ -43,6 +45,11 @@ pub enum RunEvent {
         key: String,
         /// Wall time.
         seconds: f64,
+        /// Output name -> digest.
+        outputs: std::collections::BTreeMap<String, String>,
+        /// What the stage reported (counts, metrics), if anything.
+        #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+        summary: serde_json::Value,
     },
     /// A stage failed.
     StageFailed {

@@ -162,6 +162,7 @@ impl Stage for Command {
         Ok(StageOutputs {
             paths,
             summary: serde_json::Value::Null,
+            reexports: Vec::new(),
         })
     }
 }

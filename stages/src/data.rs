@@ -2,9 +2,11 @@
 //! write. Readers and writers are plain functions over files, so each can
 //! be tested by round trips without a pipeline.
 
+pub mod augment_ops;
 pub mod dataset;
 pub mod decode;
 pub mod fbank;
+pub mod loader;
 pub mod pickle_bin;
 pub mod recordio;
 pub mod sources;

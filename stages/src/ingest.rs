@@ -266,7 +266,11 @@ impl Stage for Ingest {
             "skipped-examples": skipped,
             "splits": splits.iter().map(|(n, v)| (n.clone(), v.len())).collect::<BTreeMap<_, _>>(),
         });
-        Ok(StageOutputs { paths, summary })
+        Ok(StageOutputs {
+            paths,
+            summary,
+            reexports: Vec::new(),
+        })
     }
 }
 

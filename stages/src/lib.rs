@@ -6,6 +6,7 @@
 //! outputs as paths and returns them; the runner stores them by content.
 #![warn(missing_docs)]
 
+pub mod augment;
 pub mod command;
 pub mod data;
 pub mod ingest;

@@ -80,6 +80,23 @@ impl Value {
         }
     }
 
+    /// The value as JSON (for typed configs read with serde).
+    pub fn to_json(&self) -> serde_json::Value {
+        match &self.kind {
+            ValueKind::Str(s) => serde_json::Value::from(s.clone()),
+            ValueKind::Int(i) => serde_json::Value::from(*i),
+            ValueKind::Float(f) => serde_json::Value::from(*f),
+            ValueKind::Bool(b) => serde_json::Value::from(*b),
+            ValueKind::Array(items) => items.iter().map(Value::to_json).collect(),
+            ValueKind::Table(t) => t
+                .entries
+                .iter()
+                .map(|(k, v)| (k.value.clone(), v.to_json()))
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+        }
+    }
+
     /// The text to substitute for `${params.x}`: strings bare, others as TOML.
     pub fn interpolation_text(&self) -> String {
         match &self.kind {

@@ -4,7 +4,7 @@ use crate::params::{ParamReader, Table};
 use crate::stage::StageDecl;
 
 /// Every built-in kind name, for suggestions and `--help`.
-pub const KINDS: &[&str] = &["command", "ingest"];
+pub const KINDS: &[&str] = &["command", "ingest", "augment"];
 
 /// What a kind's builder may see besides the stage's own params.
 pub struct BuildContext<'a> {
@@ -26,6 +26,7 @@ pub fn build_stage(
     match kind {
         "command" => crate::command::build(cx, reader),
         "ingest" => crate::ingest::build(cx, reader),
+        "augment" => crate::augment::build(cx, reader),
         _ => None,
     }
 }

@@ -65,6 +65,9 @@ pub struct StageOutputs {
     pub paths: Vec<(String, PathBuf)>,
     /// Result data worth keeping (metrics, counts), stored in the manifest.
     pub summary: serde_json::Value,
+    /// Outputs that are one of the inputs unchanged: (output name, input
+    /// name). The runner records the input's digest; nothing is copied.
+    pub reexports: Vec<(String, String)>,
 }
 
 /// Everything a stage may use while it runs.

@@ -149,3 +149,63 @@ fn fixtures_build_corpora_that_ingest_reads() {
     assert_eq!(r.code, 0, "{}", r.stdout);
     assert_eq!(r.stages("stage-finished").len(), 3);
 }
+
+fn outputs(r: &crate::harness::Run, stage: &str) -> serde_json::Value {
+    r.events()
+        .into_iter()
+        .find(|e| e["stage"] == stage && e.get("outputs").is_some())
+        .unwrap()["outputs"]
+        .clone()
+}
+
+const AUGMENT: &str = r#"
+[stage.aug]
+kind = "augment"
+data = "speakers.train"
+ops = [{ op = "segment-crop", frames = 8 }, { op = "spec-augment", freq = 3, time = 2 }, { op = "noise", snr = 20 }]
+
+[stage.copies]
+kind = "augment"
+data = "faces"
+ops = [{ op = "flip" }, { op = "random-crop", padding = 1 }, { op = "rotate", degrees = 10 }, { op = "color-jitter", brightness = 0.2, contrast = 0.2 }]
+copies = 2
+"#;
+
+#[test]
+fn augment_passes_data_through_and_materializes_deterministically() {
+    let a = data_fixture();
+    a.write("p.toml", &format!("{PIPELINE}{AUGMENT}"));
+    let first = a.run_ok("p.toml", &[]);
+    // Without copies the dataset output is the input, by digest.
+    assert_eq!(
+        outputs(&first, "aug")["dataset"],
+        outputs(&first, "speakers")["train"]
+    );
+    let b = data_fixture();
+    b.write("p.toml", &format!("{PIPELINE}{AUGMENT}"));
+    let other = b.run_ok("p.toml", &[]);
+    assert_eq!(
+        outputs(&first, "copies"),
+        outputs(&other, "copies"),
+        "same seed, same bytes"
+    );
+    let reseeded = b.run_ok("p.toml", &["--set", "pipeline.seed=8"]);
+    assert_ne!(
+        outputs(&reseeded, "copies")["dataset"],
+        outputs(&first, "copies")["dataset"]
+    );
+    assert_eq!(a.run_ok("p.toml", &[]).stages("stage-cached").len(), 5);
+}
+
+#[test]
+fn augment_rejects_ops_for_the_other_modality() {
+    let f = data_fixture();
+    f.write("p.toml", &format!("{PIPELINE}\n[stage.bad]\nkind = \"augment\"\ndata = \"speakers\"\nops = [{{ op = \"flip\" }}]\n"));
+    let r = f.tuneflow(&["run", "p.toml", "--keep-going"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("op `flip` does not apply to fbank data"),
+        "{}",
+        r.stderr
+    );
+}
