@@ -35,6 +35,7 @@ pub struct Ingest {
     max_per_class: Option<u64>,
     min_per_class: u64,
     skip_errors: bool,
+    trials: Option<String>,
     seed: i64,
     name: String,
 }
@@ -105,6 +106,7 @@ fn configure(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<(Ingest, Span
     let on_error = r
         .choice("on-error", &["fail", "skip"])
         .map_or("fail".to_owned(), |s| s.value);
+    let trials = r.str("trials").map(|t| t.value);
     let (format, path) = (format?, path?);
     let fbank = is_audio(&format.value).then(|| {
         (
@@ -127,6 +129,7 @@ fn configure(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<(Ingest, Span
         max_per_class,
         min_per_class,
         skip_errors: on_error == "skip",
+        trials,
         seed: cx.seed,
         name: cx.name.to_owned(),
     };
@@ -234,6 +237,8 @@ impl Stage for Ingest {
                 }
             }
         }
+        let trial_count =
+            self.write_trials(&root, &kept, &dir, &mut skipped, &mut skipped_count)?;
         let splits = self.splits(&kept);
         let info = DatasetInfo {
             format_version: 1,
@@ -254,6 +259,7 @@ impl Stage for Ingest {
             split: None,
             skipped: skipped_count,
             skipped_examples: skipped.clone(),
+            trials: trial_count,
         };
         let split_dirs = writer
             .finish(info, &splits)
@@ -290,6 +296,61 @@ impl Ingest {
                 v
             })
             .collect()
+    }
+
+    /// Writes `trials.txt` (`label i j`, indices of kept items). A trial
+    /// naming an item that is not in the dataset fails the stage, or with
+    /// `on-error = "skip"` is dropped and counted.
+    fn write_trials(
+        &self,
+        root: &Path,
+        kept: &[&SourceItem],
+        dir: &Path,
+        skipped: &mut Vec<String>,
+        count: &mut u64,
+    ) -> Result<u64, StageError> {
+        let list = self.trials.as_ref().map(|t| root.join(t));
+        let trials =
+            sources::trials(&self.format, root, list.as_deref()).map_err(StageError::Other)?;
+        if trials.is_empty() {
+            return Ok(0);
+        }
+        let index: BTreeMap<&str, usize> = kept
+            .iter()
+            .enumerate()
+            .map(|(i, item)| (item.id.as_str(), i))
+            .collect();
+        let mut out = String::new();
+        let mut written = 0;
+        for t in &trials {
+            match (index.get(t.a.as_str()), index.get(t.b.as_str())) {
+                (Some(a), Some(b)) => {
+                    out.push_str(&format!("{} {a} {b}\n", u8::from(t.same)));
+                    written += 1;
+                }
+                _ => {
+                    let missing = if index.contains_key(t.a.as_str()) {
+                        &t.b
+                    } else {
+                        &t.a
+                    };
+                    let why = format!(
+                        "{}: names `{missing}`, which is not in the dataset",
+                        t.origin
+                    );
+                    if !self.skip_errors {
+                        return Err(StageError::Other(why));
+                    }
+                    *count += 1;
+                    if skipped.len() < SKIP_EXAMPLES {
+                        skipped.push(why);
+                    }
+                }
+            }
+        }
+        let path = dir.join("trials.txt");
+        std::fs::write(&path, out).map_err(|e| StageError::io("write", &path, e))?;
+        Ok(written)
     }
 
     /// The format's splits when it has them; else seeded and stratified:
@@ -344,6 +405,7 @@ struct Decoder {
     rate: u32,
     rec: Option<PathBuf>,
     mnist: std::sync::Mutex<BTreeMap<u8, std::sync::Arc<Vec<f32>>>>,
+    bin: Option<crate::data::pickle_bin::PairFile>,
     root: PathBuf,
 }
 
@@ -355,6 +417,11 @@ impl Decoder {
             rate: stage.sample_rate,
             rec: (stage.format == "insightface-rec").then(|| root.to_path_buf()),
             mnist: Default::default(),
+            bin: if stage.format == "bin-pairs" {
+                Some(sources::load_bin(root).map_err(StageError::Other)?)
+            } else {
+                None
+            },
             root: root.to_path_buf(),
         })
     }
@@ -381,6 +448,10 @@ impl Decoder {
                 let payload = reader.read_at(*offset).map_err(|e| e.to_string())?;
                 let (_, jpeg) = unpack(&payload)?;
                 decode::image_bytes(jpeg, self.image).map(|b| (b, 1))
+            }
+            Locator::BinImage(i) => {
+                let file = self.bin.as_ref().expect("bin locators come from bin-pairs");
+                decode::image_bytes(&file.images[*i], self.image).map(|b| (b, 1))
             }
             Locator::Mnist { digit, index } => {
                 let values = self.mnist_file(*digit)?;

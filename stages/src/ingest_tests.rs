@@ -298,3 +298,95 @@ fn bad_files_fail_naming_the_file_or_are_skipped_and_counted() {
         "{err}"
     );
 }
+
+#[test]
+fn voxceleb_trial_list_is_resolved_and_missing_files_fail_or_skip() {
+    let dir = tempfile::tempdir().unwrap();
+    for spk in ["id1", "id2"] {
+        for u in 0..2 {
+            write(
+                &dir.path().join(format!("vox/wav/{spk}/v/{u}.wav")),
+                &tone(300.0, 2000),
+            );
+        }
+    }
+    write(
+        &dir.path().join("vox/trials.txt"),
+        b"1 id1/v/0.wav id1/v/1.wav\n0 id1/v/0.wav id2/v/1.wav\n1 id2/v/0.wav id2/v/9.wav\n",
+    );
+    let err = run(
+        &stage("format = \"voxceleb\"\npath = \"vox\"\ntrials = \"trials.txt\"\n"),
+        dir.path(),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("trials.txt line 3: names `id2/v/9.wav`"),
+        "{err}"
+    );
+    let (_, all) = run(
+        &stage(
+            "format = \"voxceleb\"\npath = \"vox\"\ntrials = \"trials.txt\"\non-error = \"skip\"\n",
+        ),
+        dir.path(),
+    )
+    .unwrap();
+    assert_eq!((all.info.trials, all.info.skipped), (2, 1));
+    let trials = std::fs::read_to_string(dir.path().join("scratch/dataset/trials.txt")).unwrap();
+    assert_eq!(trials, "1 0 1\n0 0 3\n");
+}
+
+#[test]
+fn lfw_pairs_and_bin_pairs_become_items_and_trials() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, n) in [("Ann_Lee", 1), ("Ann_Lee", 2), ("Bo_Wu", 1)] {
+        write(
+            &dir.path().join(format!("lfw/{name}/{name}_{n:04}.jpg")),
+            &jpeg(n as u8 * 40),
+        );
+    }
+    write(
+        &dir.path().join("lfw/pairs.txt"),
+        b"1\t1\nAnn_Lee\t1\t2\nAnn_Lee\t1\tBo_Wu\t1\n",
+    );
+    let (_, all) = run(
+        &stage("format = \"lfw-pairs\"\npath = \"lfw\"\nsize = 8\n"),
+        dir.path(),
+    )
+    .unwrap();
+    assert_eq!(
+        (all.len(), all.info.classes.clone(), all.info.trials),
+        (3, vec!["Ann_Lee".to_owned(), "Bo_Wu".to_owned()], 2)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("scratch/dataset/trials.txt")).unwrap(),
+        "1 0 1\n0 0 2\n"
+    );
+
+    let pairs = crate::data::pickle_bin::PairFile {
+        images: vec![jpeg(1), jpeg(2), jpeg(3), jpeg(4)],
+        same: vec![true, false],
+    };
+    write(
+        &dir.path().join("lfw.bin"),
+        &crate::data::pickle_bin::encode_py2(&pairs),
+    );
+    let (_, bin) = run(
+        &stage("format = \"bin-pairs\"\npath = \"lfw.bin\"\nsize = 16\n"),
+        dir.path(),
+    )
+    .unwrap();
+    assert_eq!((bin.len(), bin.info.trials), (4, 2));
+    assert_eq!(
+        bin.read(1).unwrap(),
+        crate::data::decode::image_bytes(
+            &pairs.images[1],
+            ImageSpec {
+                size: 16,
+                channels: 3
+            }
+        )
+        .unwrap()
+    );
+}

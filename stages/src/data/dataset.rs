@@ -43,6 +43,10 @@ pub struct DatasetInfo {
     pub skipped: u64,
     /// The first few skipped files and why.
     pub skipped_examples: Vec<String>,
+    /// Verification trials in `trials.txt` (`label i j` per line, item
+    /// indices in the whole dataset).
+    #[serde(default)]
+    pub trials: u64,
 }
 
 /// One item's place in the shards.
@@ -320,6 +324,7 @@ mod tests {
             split: None,
             skipped: 0,
             skipped_examples: vec![],
+            trials: 0,
         };
         let splits = w
             .finish(

