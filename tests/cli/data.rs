@@ -209,3 +209,64 @@ fn augment_rejects_ops_for_the_other_modality() {
         r.stderr
     );
 }
+
+/// Peak RSS (KiB) of a child, from wait4(2).
+#[expect(unsafe_code, reason = "wait4 has no safe wrapper in std")]
+fn wait_peak_rss(child: std::process::Child) -> (i32, i64) {
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: the pid is our own child, not yet waited for.
+    let rc = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(rc, child.id() as i32);
+    (libc::WEXITSTATUS(status), usage.ru_maxrss)
+}
+
+#[test]
+fn ingesting_a_large_recordio_keeps_memory_bounded() {
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.path("rec")).unwrap();
+    // 200,000 records of about 1.2 KB (incompressible 32x32 noise PNGs).
+    let mut rng = tuneflow_stages::rng::Rng::new(5);
+    let mut w =
+        recordio::RecordWriter::create(&f.path("rec/train.rec"), &f.path("rec/train.idx")).unwrap();
+    let n = 200_000u64;
+    for key in 0..n {
+        let px: Vec<u8> = (0..32 * 32).map(|_| rng.next_u64() as u8).collect();
+        let mut png = Vec::new();
+        image::GrayImage::from_raw(32, 32, px)
+            .unwrap()
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let header = recordio::IrHeader {
+            flag: 0,
+            label: (key % 1000) as f32,
+            id: key,
+            id2: 0,
+            labels: vec![],
+        };
+        w.write(key, &recordio::pack(&header, &png)).unwrap();
+    }
+    w.finish().unwrap();
+    std::fs::write(f.path("rec/property"), "1000,32,32\n").unwrap();
+    let rec_bytes = std::fs::metadata(f.path("rec/train.rec")).unwrap().len();
+    f.write("p.toml", "[stage.big]\nkind = \"ingest\"\nformat = \"insightface-rec\"\npath = \"rec\"\nsize = 8\nchannels = 1\n");
+    let child = f
+        .command(&["run", "p.toml"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (code, peak_kib) = wait_peak_rss(child);
+    assert_eq!(code, 0);
+    let peak = peak_kib as u64 * 1024;
+    eprintln!(
+        "rec file {} MB, peak RSS {} MB",
+        rec_bytes >> 20,
+        peak >> 20
+    );
+    assert!(rec_bytes > 200 << 20, "the file must be large: {rec_bytes}");
+    assert!(
+        peak < rec_bytes / 3,
+        "peak RSS {peak} is not far below the file size {rec_bytes}"
+    );
+}
