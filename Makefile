@@ -22,11 +22,11 @@ deps:
 	     (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng sox))
 
 build:
-	cargo build --release --locked --bins
+	cargo build --release --locked --workspace --bins
 
 test: deps
 	cargo test --workspace --locked
-	cargo test --workspace --locked --no-default-features
+	cargo test --workspace --exclude tuneflow-torch --locked --no-default-features
 
 demo: deps build
 	scripts/demo.sh "$(BIN)"
@@ -34,10 +34,11 @@ demo: deps build
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
-	cargo clippy --workspace --all-targets --locked --no-default-features -- -D warnings
+	cargo clippy --workspace --exclude tuneflow-torch --all-targets --locked --no-default-features -- -D warnings
 
 fmt:
 	cargo fmt --all
 
 bench: build
+	scripts/bench-data.sh "$(BIN)"
 	scripts/bench-runner.sh "$(BIN)"

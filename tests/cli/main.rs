@@ -8,5 +8,4 @@ mod harness;
 mod invalid;
 mod resume;
 mod runs;
-#[cfg(feature = "torch")]
 mod torch;
