@@ -14,6 +14,7 @@ mod params;
 pub mod paths;
 mod registry;
 pub mod rng;
+pub mod schedule;
 mod stage;
 
 pub use params::{suggest, ParamError, ParamReader, Spanned, Table, Value, ValueKind};
