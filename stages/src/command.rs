@@ -238,11 +238,42 @@ fn wait_or_cancel(
             }
             kill_group(child.id(), libc::SIGKILL);
             let _ = child.wait();
+            wait_group_gone(child.id(), Duration::from_secs(2));
             return Err(StageError::Cancelled);
         }
         std::thread::sleep(poll);
         poll = (poll * 2).min(Duration::from_millis(20));
     }
+}
+
+/// Waits until no process of the group is left (killed processes take a
+/// moment to exit on a loaded machine), at most `limit`.
+fn wait_group_gone(pgid: u32, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while group_alive(pgid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Whether a live (not zombie) process is in the group. Zombies are left
+/// out: orphans are reaped by PID 1, which in some containers never does.
+fn group_alive(pgid: u32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            return false;
+        };
+        // Fields after the parenthesised command: state, ppid, pgrp, ...
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            return false;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let group = fields.nth(1).and_then(|g| g.parse::<u32>().ok());
+        group == Some(pgid) && state != Some("Z")
+    })
 }
 
 #[expect(unsafe_code, reason = "killpg(2) has no safe wrapper in std")]
