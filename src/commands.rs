@@ -195,6 +195,7 @@ fn finish(
         failed,
         skipped,
         seconds: started.elapsed().as_secs_f64(),
+        peak_rss_kib: peak_rss_kib(),
     });
     if interrupted {
         exit::INTERRUPTED
@@ -203,6 +204,15 @@ fn finish(
     } else {
         exit::SUCCESS
     }
+}
+
+/// This process's peak resident memory since `exec` (`VmHWM`). Unlike
+/// `getrusage`'s `ru_maxrss`, it does not include what the parent had
+/// before the fork.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Opens the cache for a maintenance command, holding its lock.

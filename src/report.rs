@@ -77,6 +77,9 @@ pub enum RunEvent {
         skipped: usize,
         /// Wall time.
         seconds: f64,
+        /// Peak resident memory of the runner process (VmHWM), KiB.
+        #[serde(rename = "peak-rss-kib", skip_serializing_if = "Option::is_none")]
+        peak_rss_kib: Option<u64>,
     },
 }
 
@@ -171,6 +174,7 @@ fn plain_line(event: &RunEvent) -> Option<String> {
             failed,
             skipped,
             seconds,
+            ..
         } => format!(
             "{ran} ran, {cached} cached, {failed} failed, {skipped} skipped in {seconds:.2}s"
         ),
