@@ -36,6 +36,7 @@ pub struct Ingest {
     min_per_class: u64,
     skip_errors: bool,
     trials: Option<String>,
+    keep_waveform: bool,
     seed: i64,
     name: String,
 }
@@ -47,14 +48,17 @@ fn is_audio(format: &str) -> bool {
 /// Builds an `ingest` stage from its params.
 pub fn build(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
     let (stage, path) = configure(cx, r)?;
+    let waveform = stage.keep_waveform.then_some("waveform");
     Some(StageDecl {
         stage: Box::new(stage),
         refs: Vec::new(),
         deps: vec![path],
         outs: Vec::new(),
         outputs: ["dataset", "train", "val", "test"]
-            .map(String::from)
-            .to_vec(),
+            .iter()
+            .chain(waveform.iter())
+            .map(|s| s.to_string())
+            .collect(),
     })
 }
 
@@ -107,6 +111,8 @@ fn configure(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<(Ingest, Span
         .choice("on-error", &["fail", "skip"])
         .map_or("fail".to_owned(), |s| s.value);
     let trials = r.str("trials").map(|t| t.value);
+    let keep_waveform = r.bool("keep-waveform").is_some_and(|k| k.value);
+    let audio = format.as_ref().is_some_and(|f| is_audio(&f.value));
     let (format, path) = (format?, path?);
     let fbank = is_audio(&format.value).then(|| {
         (
@@ -130,6 +136,7 @@ fn configure(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<(Ingest, Span
         min_per_class,
         skip_errors: on_error == "skip",
         trials,
+        keep_waveform: keep_waveform && audio,
         seed: cx.seed,
         name: cx.name.to_owned(),
     };
@@ -185,6 +192,7 @@ impl Stage for Ingest {
             if self.skip_errors { "skip" } else { "fail" }.into(),
         );
         p.insert("seed".into(), self.seed.to_string());
+        p.insert("keep-waveform".into(), self.keep_waveform.to_string());
         p
     }
 
@@ -202,41 +210,11 @@ impl Stage for Ingest {
             .map(|(i, c)| (c.as_str(), i as u32))
             .collect();
         let dir = cx.scratch.join("dataset");
-        let mut writer =
-            DatasetWriter::create(&dir).map_err(|e| StageError::io("create", &dir, e))?;
+        let mut writers = Writers::create(&cx.scratch, self.keep_waveform)?;
         let decoder = Decoder::new(self, &root)?;
-        let mut kept = Vec::with_capacity(items.len());
-        let mut skipped = Vec::new();
-        let mut skipped_count = 0u64;
-        for chunk in items.chunks(CHUNK) {
-            if cx.cancel.is_cancelled() {
-                return Err(StageError::Cancelled);
-            }
-            let decoded: Vec<Result<(Vec<u8>, u32), String>> =
-                chunk.par_iter().map(|item| decoder.decode(item)).collect();
-            for (item, result) in chunk.iter().zip(decoded) {
-                match result {
-                    Ok((bytes, frames)) => {
-                        writer
-                            .push(&item.id, class_index[item.class.as_str()], frames, &bytes)
-                            .map_err(|e| StageError::io("write", &dir, e))?;
-                        kept.push(item);
-                    }
-                    Err(why) if self.skip_errors => {
-                        skipped_count += 1;
-                        if skipped.len() < SKIP_EXAMPLES {
-                            skipped.push(format!("{}: {why}", item.id));
-                        }
-                    }
-                    Err(why) => {
-                        return Err(StageError::Other(format!(
-                            "`{}`: {why}",
-                            root.join(&item.id).display()
-                        )))
-                    }
-                }
-            }
-        }
+        let (kept, mut skipped, mut skipped_count) =
+            self.decode_all(cx, &root, &items, &decoder, &class_index, &mut writers)?;
+        let writer = writers.dataset;
         let trial_count =
             self.write_trials(&root, &kept, &dir, &mut skipped, &mut skipped_count)?;
         let splits = self.splits(&kept);
@@ -266,6 +244,18 @@ impl Stage for Ingest {
             .map_err(|e| StageError::io("write", &dir, e))?;
         let mut paths = vec![("dataset".to_owned(), dir)];
         paths.extend(split_dirs);
+        if let Some(w) = writers.waveform {
+            let wave_dir = cx.scratch.join("waveform");
+            let info = DatasetInfo {
+                kind: "waveform".into(),
+                dtype: "i16".into(),
+                shape: vec![1],
+                ..info_for_waveform(&paths[0].1)?
+            };
+            w.finish(info, &[])
+                .map_err(|e| StageError::io("write", &wave_dir, e))?;
+            paths.push(("waveform".to_owned(), wave_dir));
+        }
         let summary = serde_json::json!({
             "items": kept.len(),
             "skipped": skipped_count,
@@ -280,7 +270,90 @@ impl Stage for Ingest {
     }
 }
 
+/// The artifact writers of one run: the dataset, and the raw waveforms
+/// when `keep-waveform` is set.
+struct Writers {
+    dataset: DatasetWriter,
+    waveform: Option<DatasetWriter>,
+}
+
+impl Writers {
+    fn create(scratch: &Path, keep_waveform: bool) -> Result<Self, StageError> {
+        let create = |name: &str| {
+            let dir = scratch.join(name);
+            DatasetWriter::create(&dir).map_err(|e| StageError::io("create", &dir, e))
+        };
+        Ok(Self {
+            dataset: create("dataset")?,
+            waveform: if keep_waveform {
+                Some(create("waveform")?)
+            } else {
+                None
+            },
+        })
+    }
+}
+
+/// The waveform artifact's info: the dataset's, read back from its folder.
+fn info_for_waveform(dataset: &Path) -> Result<DatasetInfo, StageError> {
+    let path = dataset.join("dataset.json");
+    let bytes = std::fs::read(&path).map_err(|e| StageError::io("read", &path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| StageError::Other(e.to_string()))
+}
+
 impl Ingest {
+    /// Decodes every item on all cores, in bounded chunks, streaming them
+    /// into the writers; returns the kept items and what was skipped.
+    fn decode_all<'a>(
+        &self,
+        cx: &StageContext,
+        root: &Path,
+        items: &'a [SourceItem],
+        decoder: &Decoder,
+        class_index: &BTreeMap<&str, u32>,
+        writers: &mut Writers,
+    ) -> Result<(Vec<&'a SourceItem>, Vec<String>, u64), StageError> {
+        let mut kept = Vec::with_capacity(items.len());
+        let (mut skipped, mut count) = (Vec::new(), 0u64);
+        let write_err = |e| StageError::io("write", cx.scratch.join("dataset"), e);
+        for chunk in items.chunks(CHUNK) {
+            if cx.cancel.is_cancelled() {
+                return Err(StageError::Cancelled);
+            }
+            let decoded: Vec<Result<Decoded, String>> =
+                chunk.par_iter().map(|item| decoder.decode(item)).collect();
+            for (item, result) in chunk.iter().zip(decoded) {
+                match result {
+                    Ok(d) => {
+                        let label = class_index[item.class.as_str()];
+                        writers
+                            .dataset
+                            .push(&item.id, label, d.frames, &d.bytes)
+                            .map_err(write_err)?;
+                        if let (Some(w), Some(wave)) = (writers.waveform.as_mut(), d.wave) {
+                            w.push(&item.id, label, (wave.len() / 2) as u32, &wave)
+                                .map_err(write_err)?;
+                        }
+                        kept.push(item);
+                    }
+                    Err(why) if self.skip_errors => {
+                        count += 1;
+                        if skipped.len() < SKIP_EXAMPLES {
+                            skipped.push(format!("{}: {why}", item.id));
+                        }
+                    }
+                    Err(why) => {
+                        return Err(StageError::Other(format!(
+                            "`{}`: {why}",
+                            root.join(&item.id).display()
+                        )))
+                    }
+                }
+            }
+        }
+        Ok((kept, skipped, count))
+    }
+
     /// Applies `min-per-class`, `classes` and `max-per-class`, in that order.
     fn select(&self, items: Vec<SourceItem>) -> Vec<SourceItem> {
         let mut by_class: BTreeMap<String, Vec<SourceItem>> = BTreeMap::new();
@@ -398,6 +471,24 @@ impl Ingest {
     }
 }
 
+/// One decoded item: its bytes, frames (1 for images), and the raw 16-bit
+/// samples when the waveform is kept.
+struct Decoded {
+    bytes: Vec<u8>,
+    frames: u32,
+    wave: Option<Vec<u8>>,
+}
+
+impl Decoded {
+    fn image(bytes: Vec<u8>) -> Self {
+        Self {
+            bytes,
+            frames: 1,
+            wave: None,
+        }
+    }
+}
+
 /// Decodes items of one format; shared read-only by the decoding threads.
 struct Decoder {
     image: ImageSpec,
@@ -406,6 +497,7 @@ struct Decoder {
     rec: Option<PathBuf>,
     mnist: std::sync::Mutex<BTreeMap<u8, std::sync::Arc<Vec<f32>>>>,
     bin: Option<crate::data::pickle_bin::PairFile>,
+    keep_wave: bool,
     root: PathBuf,
 }
 
@@ -422,17 +514,26 @@ impl Decoder {
             } else {
                 None
             },
+            keep_wave: stage.keep_waveform,
             root: root.to_path_buf(),
         })
     }
 
-    fn decode(&self, item: &SourceItem) -> Result<(Vec<u8>, u32), String> {
+    fn decode(&self, item: &SourceItem) -> Result<Decoded, String> {
         match &item.locator {
             Locator::File(path) => {
                 let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
                 match &self.fbank {
-                    Some((fb, cmn)) => decode::fbank_bytes(&bytes, self.rate, fb, *cmn),
-                    None => decode::image_bytes(&bytes, self.image).map(|b| (b, 1)),
+                    Some((fb, cmn)) => {
+                        let (bytes, frames, wave) =
+                            decode::audio(&bytes, self.rate, fb, *cmn, self.keep_wave)?;
+                        Ok(Decoded {
+                            bytes,
+                            frames,
+                            wave,
+                        })
+                    }
+                    None => decode::image_bytes(&bytes, self.image).map(Decoded::image),
                 }
             }
             Locator::Record(offset) => {
@@ -447,18 +548,18 @@ impl Decoder {
                         .map_err(|e| e.to_string())?;
                 let payload = reader.read_at(*offset).map_err(|e| e.to_string())?;
                 let (_, jpeg) = unpack(&payload)?;
-                decode::image_bytes(jpeg, self.image).map(|b| (b, 1))
+                decode::image_bytes(jpeg, self.image).map(Decoded::image)
             }
             Locator::BinImage(i) => {
                 let file = self.bin.as_ref().expect("bin locators come from bin-pairs");
-                decode::image_bytes(&file.images[*i], self.image).map(|b| (b, 1))
+                decode::image_bytes(&file.images[*i], self.image).map(Decoded::image)
             }
             Locator::Mnist { digit, index } => {
                 let values = self.mnist_file(*digit)?;
-                Ok((
-                    decode::mnist_bytes(&values[index * 784..(index + 1) * 784], self.image),
-                    1,
-                ))
+                Ok(Decoded::image(decode::mnist_bytes(
+                    &values[index * 784..(index + 1) * 784],
+                    self.image,
+                )))
             }
         }
     }

@@ -390,3 +390,28 @@ fn lfw_pairs_and_bin_pairs_become_items_and_trials() {
         .unwrap()
     );
 }
+
+#[test]
+fn keep_waveform_stores_the_raw_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav_bytes = tone(440.0, 1600);
+    write(&dir.path().join("w/spk/a.wav"), &wav_bytes);
+    let (out, all) = run(
+        &stage(
+            "format = \"wav-folder\"\npath = \"w\"\nkeep-waveform = true\nsplit = { val = 0.0 }\n",
+        ),
+        dir.path(),
+    )
+    .unwrap();
+    assert_eq!(all.len(), 1);
+    let wave = split(&out, "waveform");
+    assert_eq!(
+        (
+            wave.info.kind.as_str(),
+            wave.info.dtype.as_str(),
+            wave.record(0).frames
+        ),
+        ("waveform", "i16", 1600)
+    );
+    assert_eq!(wave.read(0).unwrap(), wav_bytes[44..].to_vec());
+}

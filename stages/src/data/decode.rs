@@ -57,6 +57,26 @@ pub fn mnist_bytes(values: &[f32], spec: ImageSpec) -> Vec<u8> {
     to_chw(image::DynamicImage::ImageLuma8(img), spec)
 }
 
+/// Reads a WAV file into fbank frames; returns (f32 LE bytes, frames, and
+/// the samples as i16 LE bytes when `keep_wave`).
+pub fn audio(
+    bytes: &[u8],
+    rate: u32,
+    fbank: &Fbank,
+    cmn: bool,
+    keep_wave: bool,
+) -> Result<(Vec<u8>, u32, Option<Vec<u8>>), String> {
+    let (feats, frames) = fbank_bytes(bytes, rate, fbank, cmn)?;
+    let wave = keep_wave
+        .then(|| {
+            wav::parse(bytes, rate)
+                .map(|w| w.samples.iter().flat_map(|s| s.to_le_bytes()).collect())
+        })
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    Ok((feats, frames, wave))
+}
+
 /// Reads a WAV file into fbank frames; returns (f32 LE bytes, frames).
 pub fn fbank_bytes(
     bytes: &[u8],
