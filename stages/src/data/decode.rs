@@ -57,6 +57,9 @@ pub fn mnist_bytes(values: &[f32], spec: ImageSpec) -> Vec<u8> {
     to_chw(image::DynamicImage::ImageLuma8(img), spec)
 }
 
+/// fbank bytes, frames, and the raw samples when kept.
+pub type Audio = (Vec<u8>, u32, Option<Vec<u8>>);
+
 /// Reads a WAV file into fbank frames; returns (f32 LE bytes, frames, and
 /// the samples as i16 LE bytes when `keep_wave`).
 pub fn audio(
@@ -65,7 +68,7 @@ pub fn audio(
     fbank: &Fbank,
     cmn: bool,
     keep_wave: bool,
-) -> Result<(Vec<u8>, u32, Option<Vec<u8>>), String> {
+) -> Result<Audio, String> {
     let (feats, frames) = fbank_bytes(bytes, rate, fbank, cmn)?;
     let wave = keep_wave
         .then(|| {
