@@ -3,8 +3,6 @@
 //! turned into log-mel fbank frames with per-utterance mean normalisation
 //! and stored as f32 frames x bins.
 
-use image::imageops::FilterType;
-
 use super::fbank::{mean_normalize, Fbank};
 use super::wav;
 
@@ -28,20 +26,84 @@ pub fn to_chw(img: image::DynamicImage, spec: ImageSpec) -> Vec<u8> {
     let (w, h) = (img.width(), img.height());
     let side = w.min(h);
     let img = img.crop_imm((w - side) / 2, (h - side) / 2, side, side);
-    let img = if side == spec.size {
-        img
+    let c = spec.channels as usize;
+    let hwc = if c == 1 {
+        img.to_luma8().into_raw()
     } else {
-        img.resize_exact(spec.size, spec.size, FilterType::Triangle)
+        img.to_rgb8().into_raw()
     };
-    let plane = (spec.size * spec.size) as usize;
-    if spec.channels == 1 {
-        return img.to_luma8().into_raw();
+    let n = spec.size as usize;
+    let hwc = if side == spec.size {
+        hwc
+    } else {
+        resize(&hwc, side as usize, c, n)
+    };
+    if c == 1 {
+        return hwc;
     }
-    let rgb = img.to_rgb8().into_raw();
-    let mut out = vec![0u8; 3 * plane];
-    for (i, px) in rgb.chunks_exact(3).enumerate() {
-        for c in 0..3 {
-            out[c * plane + i] = px[c];
+    let plane = n * n;
+    let mut out = vec![0u8; c * plane];
+    for (i, px) in hwc.chunks_exact(c).enumerate() {
+        for (ch, v) in px.iter().enumerate() {
+            out[ch * plane + i] = *v;
+        }
+    }
+    out
+}
+
+/// Per output coordinate: the first input index and the normalised weights
+/// of a triangle (bilinear) filter whose support widens when shrinking, so
+/// downscaling averages instead of skipping pixels (as PIL's BILINEAR).
+fn coefficients(input: usize, output: usize) -> Vec<(usize, Vec<f32>)> {
+    let scale = input as f64 / output as f64;
+    let support = scale.max(1.0);
+    (0..output)
+        .map(|o| {
+            let center = (o as f64 + 0.5) * scale;
+            let lo = (center - support).floor().max(0.0) as usize;
+            let hi = ((center + support).ceil() as usize).min(input);
+            let mut w: Vec<f64> = (lo..hi)
+                .map(|i| (1.0 - ((i as f64 + 0.5 - center) / support).abs()).max(0.0))
+                .collect();
+            let total: f64 = w.iter().sum();
+            w.iter_mut()
+                .for_each(|x| *x /= total.max(f64::MIN_POSITIVE));
+            (lo, w.into_iter().map(|x| x as f32).collect())
+        })
+        .collect()
+}
+
+/// Resizes a square HWC u8 image of side `from` to side `to` (separable:
+/// rows, then columns; the column pass is whole-row multiply-adds, which
+/// vectorise).
+fn resize(src: &[u8], from: usize, c: usize, to: usize) -> Vec<u8> {
+    let coef = coefficients(from, to);
+    let width = to * c;
+    let mut rows = vec![0f32; from * width];
+    for (line, out) in src.chunks_exact(from * c).zip(rows.chunks_exact_mut(width)) {
+        for ((lo, w), o) in coef.iter().zip(out.chunks_exact_mut(c)) {
+            for (k, wk) in w.iter().enumerate() {
+                let px = &line[(lo + k) * c..(lo + k + 1) * c];
+                for (a, p) in o.iter_mut().zip(px) {
+                    *a += wk * f32::from(*p);
+                }
+            }
+        }
+    }
+    let mut acc = vec![0f32; width];
+    let mut out = vec![0u8; to * width];
+    for ((lo, w), dest) in coef.iter().zip(out.chunks_exact_mut(width)) {
+        acc.fill(0.0);
+        for (k, wk) in w.iter().enumerate() {
+            for (a, v) in acc
+                .iter_mut()
+                .zip(&rows[(lo + k) * width..(lo + k + 1) * width])
+            {
+                *a += wk * v;
+            }
+        }
+        for (o, a) in dest.iter_mut().zip(&acc) {
+            *o = a.round().clamp(0.0, 255.0) as u8;
         }
     }
     out
@@ -106,6 +168,24 @@ pub fn fbank_bytes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resize_matches_pillow_bilinear() {
+        let flat = vec![77u8; 5 * 5 * 3];
+        assert!(resize(&flat, 5, 3, 9).iter().all(|&v| v == 77));
+        // Expected values printed by Pillow 12's Image.resize(..., BILINEAR).
+        let src: Vec<u8> = vec![
+            0, 100, 0, 100, 0, 100, 0, 100, 10, 10, 30, 30, 10, 10, 30, 30,
+        ];
+        assert_eq!(resize(&src, 4, 1, 2), vec![39, 53, 17, 31]);
+        let up = resize(&[0, 200, 0, 200], 2, 1, 4);
+        assert_eq!(&up[..4], &[0, 50, 150, 200]);
+        let ramp: Vec<u8> = (0..28 * 28).map(|i| (i % 251) as u8).collect();
+        let big = resize(&ramp, 28, 1, 112);
+        assert_eq!(&big[..8], &[0, 0, 0, 0, 1, 1, 1, 1]);
+        let sum: i64 = big.iter().map(|&v| i64::from(v)).sum();
+        assert!((sum - 1_518_792).abs() <= 112 * 112 / 2, "sum {sum}");
+    }
 
     #[test]
     fn png_round_trip_crops_resizes_and_orders_channels() {
