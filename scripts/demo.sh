@@ -4,6 +4,7 @@
 set -euo pipefail
 bin="$1"
 cd "$(dirname "$0")/../pipelines"
+"$bin" fixtures --out fixtures --no-digits
 "$bin" run demo.toml
 echo "--- metrics:"
 cat out/metrics.json
