@@ -46,19 +46,7 @@ fn write(
         w.push(&i.to_string(), *label, *frames, bytes)
             .expect("write");
     }
-    let info = DatasetInfo {
-        format_version: 1,
-        kind: kind.into(),
-        dtype: if kind == "image" { "u8" } else { "f32" }.into(),
-        shape,
-        classes: vec![],
-        items: 0,
-        splits: Default::default(),
-        split: None,
-        skipped: 0,
-        skipped_examples: vec![],
-        trials: 0,
-    };
+    let info = DatasetInfo::new(kind, shape, vec![]);
     w.finish(info, &[]).expect("finish");
     Arc::new(DatasetReader::open_dir(dir).expect("reopen"))
 }

@@ -218,26 +218,18 @@ impl Stage for Ingest {
         let trial_count =
             self.write_trials(&root, &kept, &dir, &mut skipped, &mut skipped_count)?;
         let splits = self.splits(&kept);
+        let (kind, shape) = match &self.fbank {
+            Some((o, _)) => ("fbank", vec![o.num_bins as u32]),
+            None => (
+                "image",
+                vec![self.image.channels, self.image.size, self.image.size],
+            ),
+        };
         let info = DatasetInfo {
-            format_version: 1,
-            kind: if self.fbank.is_some() {
-                "fbank"
-            } else {
-                "image"
-            }
-            .into(),
-            dtype: if self.fbank.is_some() { "f32" } else { "u8" }.into(),
-            shape: match &self.fbank {
-                Some((o, _)) => vec![o.num_bins as u32],
-                None => vec![self.image.channels, self.image.size, self.image.size],
-            },
-            classes,
-            items: 0,
-            splits: Default::default(),
-            split: None,
             skipped: skipped_count,
             skipped_examples: skipped.clone(),
             trials: trial_count,
+            ..DatasetInfo::new(kind, shape, classes)
         };
         let split_dirs = writer
             .finish(info, &splits)

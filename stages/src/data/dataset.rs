@@ -49,6 +49,26 @@ pub struct DatasetInfo {
     pub trials: u64,
 }
 
+impl DatasetInfo {
+    /// A fresh description: `image` items are u8, the other kinds f32;
+    /// counts, splits and skips are filled in by the writer and the stage.
+    pub fn new(kind: &str, shape: Vec<u32>, classes: Vec<String>) -> Self {
+        Self {
+            format_version: 1,
+            kind: kind.into(),
+            dtype: if kind == "image" { "u8" } else { "f32" }.into(),
+            shape,
+            classes,
+            items: 0,
+            splits: Default::default(),
+            split: None,
+            skipped: 0,
+            skipped_examples: vec![],
+            trials: 0,
+        }
+    }
+}
+
 /// One item's place in the shards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ItemRecord {
@@ -313,19 +333,11 @@ mod tests {
             w.push(&format!("item{i}"), i % 3, 1, &[i as u8; 5])
                 .unwrap();
         }
-        let info = DatasetInfo {
-            format_version: 1,
-            kind: "image".into(),
-            dtype: "u8".into(),
-            shape: vec![1, 1, 5],
-            classes: vec!["a".into(), "b".into(), "c".into()],
-            items: 0,
-            splits: Default::default(),
-            split: None,
-            skipped: 0,
-            skipped_examples: vec![],
-            trials: 0,
-        };
+        let info = DatasetInfo::new(
+            "image",
+            vec![1, 1, 5],
+            vec!["a".into(), "b".into(), "c".into()],
+        );
         let splits = w
             .finish(
                 info,

@@ -206,19 +206,7 @@ mod tests {
             w.push(&i.to_string(), i % 4, 1, &[(i * 7 % 256) as u8; 3 * 8 * 8])
                 .unwrap();
         }
-        let info = DatasetInfo {
-            format_version: 1,
-            kind: "image".into(),
-            dtype: "u8".into(),
-            shape: vec![3, 8, 8],
-            classes: vec!["a".into(); 4],
-            items: 0,
-            splits: Default::default(),
-            split: None,
-            skipped: 0,
-            skipped_examples: vec![],
-            trials: 0,
-        };
+        let info = DatasetInfo::new("image", vec![3, 8, 8], vec!["a".into(); 4]);
         w.finish(info, &[]).unwrap();
         Arc::new(DatasetReader::open_dir(&dir.join("d")).unwrap())
     }
