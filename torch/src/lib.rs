@@ -2,4 +2,5 @@
 //! is checkpointed with the model), and, as the training stages land, the
 //! models and the training loop the `tuneflow-torch` worker runs.
 
+pub mod model;
 pub mod optim;
