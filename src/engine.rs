@@ -16,7 +16,7 @@ use std::time::Instant;
 use tuneflow_cache::{
     CacheLayout, Index, Manifest, ObjectStore, StageDigest, StageRecord, StatCache,
 };
-use tuneflow_stages::{CancelFlag, Inputs, StageContext};
+use tuneflow_stages::{CancelFlag, EventSink, Inputs, StageContext};
 
 use crate::keys::{self, KeyError};
 use crate::outputs::{ensure_workspace, store_outputs};
@@ -370,7 +370,9 @@ impl Engine {
             key: record.key.to_hex(),
             reason,
         });
-        let cx = self.context(i, gpus).map_err(|e| e.to_string())?;
+        let cx = self
+            .context(i, gpus, &record.key)
+            .map_err(|e| e.to_string())?;
         let started = Instant::now();
         let stored = ps
             .stage
@@ -398,6 +400,8 @@ impl Engine {
             .put_result(&record.key, &manifest)
             .map_err(|e| e.to_string())?;
         self.save_record(&ps.name, &record);
+        // The result is committed; a stage's checkpoints are not needed now.
+        let _ = std::fs::remove_dir_all(&cx.checkpoints);
         self.reporter.send(RunEvent::StageFinished {
             stage: ps.name.clone(),
             key: record.key.to_hex(),
@@ -437,7 +441,12 @@ impl Engine {
             .collect()
     }
 
-    fn context(&self, i: usize, gpus: Vec<u32>) -> std::io::Result<StageContext> {
+    fn context(
+        &self,
+        i: usize,
+        gpus: Vec<u32>,
+        key: &StageDigest,
+    ) -> std::io::Result<StageContext> {
         let name = self.plan.stages[i].name.clone();
         fs_err::create_dir_all(&self.run_dir)?;
         let scratch = self
@@ -453,6 +462,17 @@ impl Engine {
             scratch,
             cancel: self.cancel.clone(),
             gpus,
+            checkpoints: self.layout.root().join("checkpoints").join(key.to_hex()),
+            events: {
+                let (reporter, stage) = (self.reporter.clone(), self.plan.stages[i].name.clone());
+                EventSink::new(move |data| {
+                    reporter.send(RunEvent::Stage {
+                        stage: stage.clone(),
+                        data,
+                    })
+                })
+            },
+            device: self.plan.device.clone(),
         })
     }
 

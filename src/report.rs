@@ -51,6 +51,15 @@ pub enum RunEvent {
         #[serde(skip_serializing_if = "serde_json::Value::is_null")]
         summary: serde_json::Value,
     },
+    /// Progress a stage reported (e.g. a training epoch); `data` holds the
+    /// stage's own `event` name and fields, flattened into the line.
+    #[serde(skip)]
+    Stage {
+        /// The stage.
+        stage: String,
+        /// The stage's event.
+        data: serde_json::Value,
+    },
     /// A stage failed.
     StageFailed {
         /// The stage.
@@ -141,7 +150,14 @@ fn render_json(rx: mpsc::Receiver<RunEvent>) {
     use std::io::Write;
     let mut out = std::io::BufWriter::new(std::io::stdout());
     for event in rx {
-        let _ = serde_json::to_writer(&mut out, &event);
+        let _ = match &event {
+            RunEvent::Stage { stage, data } => {
+                let mut line = data.as_object().cloned().unwrap_or_default();
+                line.insert("stage".into(), stage.clone().into());
+                serde_json::to_writer(&mut out, &line)
+            }
+            other => serde_json::to_writer(&mut out, other),
+        };
         let _ = out.write_all(b"\n");
         // Flush per stage event so a consumer sees progress as it happens,
         // but not per cached stage of a 10,000-stage no-op run.
@@ -167,6 +183,7 @@ fn plain_line(event: &RunEvent) -> Option<String> {
             format!("finished  {stage} in {seconds:.2}s")
         }
         RunEvent::StageFailed { stage, error } => format!("FAILED    {stage}: {error}"),
+        RunEvent::Stage { stage, data } => stage_line(stage, data),
         RunEvent::StageSkipped { stage, reason } => format!("skipped   {stage} ({reason})"),
         RunEvent::RunFinished {
             ran,
@@ -179,6 +196,22 @@ fn plain_line(event: &RunEvent) -> Option<String> {
             "{ran} ran, {cached} cached, {failed} failed, {skipped} skipped in {seconds:.2}s"
         ),
     })
+}
+
+/// A stage's own event as one line: `epoch 3/10 pretrain: loss 1.234 ...`.
+fn stage_line(stage: &str, data: &serde_json::Value) -> String {
+    let kind = data["event"].as_str().unwrap_or("progress");
+    let fields: Vec<String> = data
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| *k != "event")
+        .map(|(k, v)| match v.as_f64() {
+            Some(f) if f.fract() != 0.0 => format!("{k} {f:.4}"),
+            _ => format!("{k} {v}"),
+        })
+        .collect();
+    format!("{kind:<9} {stage}: {}", fields.join(", "))
 }
 
 fn render_plain(rx: mpsc::Receiver<RunEvent>) {
@@ -216,7 +249,7 @@ fn render_live(rx: mpsc::Receiver<RunEvent>) {
                 running.retain(|s| s != stage);
                 bar.inc(1);
             }
-            RunEvent::RunFinished { .. } => {}
+            RunEvent::RunFinished { .. } | RunEvent::Stage { .. } => {}
         }
         if !matches!(event, RunEvent::StageCached { ref restored, .. } if restored.is_empty()) {
             if let Some(line) = plain_line(&event) {

@@ -248,7 +248,7 @@ fn wait_or_cancel(
 
 /// Waits until no process of the group is left (killed processes take a
 /// moment to exit on a loaded machine), at most `limit`.
-fn wait_group_gone(pgid: u32, limit: Duration) {
+pub(crate) fn wait_group_gone(pgid: u32, limit: Duration) {
     let deadline = Instant::now() + limit;
     while group_alive(pgid) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
@@ -277,7 +277,7 @@ fn group_alive(pgid: u32) -> bool {
 }
 
 #[expect(unsafe_code, reason = "killpg(2) has no safe wrapper in std")]
-fn kill_group(pid: u32, signal: i32) {
+pub(crate) fn kill_group(pid: u32, signal: i32) {
     // SAFETY: killpg only sends a signal; a stale pgid yields ESRCH.
     unsafe {
         libc::killpg(pid as libc::pid_t, signal);
@@ -298,16 +298,12 @@ fn remove_path(path: &Path) -> Result<(), StageError> {
 mod tests {
     use super::*;
     use crate::params::{Value, ValueKind};
-    use crate::stage::CancelFlag;
 
     fn cx(dir: &Path) -> StageContext {
         StageContext {
             name: "s".into(),
-            workdir: dir.to_path_buf(),
-            scratch: dir.join("scratch"),
             log: dir.join("s.log"),
-            cancel: CancelFlag::default(),
-            gpus: Vec::new(),
+            ..StageContext::for_test(dir)
         }
     }
 

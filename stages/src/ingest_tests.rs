@@ -8,7 +8,6 @@ use crate::data::dataset::DatasetReader;
 use crate::data::recordio::write_insightface;
 use crate::data::wav;
 use crate::params::{Table, Value, ValueKind};
-use crate::stage::CancelFlag;
 
 fn png(side: u32, shade: u8) -> Vec<u8> {
     let img = image::GrayImage::from_fn(side, side + 2, |x, y| {
@@ -91,11 +90,8 @@ fn run(stage: &Ingest, dir: &Path) -> Result<(StageOutputs, DatasetReader), Stag
     std::fs::create_dir_all(&scratch).unwrap();
     let cx = StageContext {
         name: "ingest".into(),
-        workdir: dir.to_path_buf(),
         scratch: scratch.clone(),
-        log: dir.join("log"),
-        cancel: CancelFlag::default(),
-        gpus: vec![],
+        ..StageContext::for_test(dir)
     };
     let out = stage.run(&cx, &Inputs::default())?;
     let reader = DatasetReader::open_dir(&scratch.join("dataset")).unwrap();

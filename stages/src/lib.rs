@@ -12,13 +12,17 @@ pub mod data;
 pub mod ingest;
 mod params;
 pub mod paths;
+pub mod pretrain;
 mod registry;
 pub mod rng;
 pub mod schedule;
 mod stage;
+pub mod train_config;
+pub mod worker;
 
 pub use params::{suggest, ParamError, ParamReader, Spanned, Table, Value, ValueKind};
 pub use registry::{build_stage, BuildContext, KINDS};
 pub use stage::{
-    CancelFlag, Inputs, Resources, Stage, StageContext, StageDecl, StageError, StageOutputs,
+    CancelFlag, EventSink, Inputs, Resources, Stage, StageContext, StageDecl, StageError,
+    StageOutputs,
 };

@@ -4,7 +4,13 @@ use crate::params::{ParamReader, Table};
 use crate::stage::StageDecl;
 
 /// Every built-in kind name, for suggestions and `--help`.
-pub const KINDS: &[&str] = &["command", "ingest", "augment"];
+pub const KINDS: &[&str] = &[
+    "command",
+    "ingest",
+    "augment",
+    #[cfg(feature = "torch")]
+    "pretrain",
+];
 
 /// What a kind's builder may see besides the stage's own params.
 pub struct BuildContext<'a> {
@@ -27,6 +33,8 @@ pub fn build_stage(
         "command" => crate::command::build(cx, reader),
         "ingest" => crate::ingest::build(cx, reader),
         "augment" => crate::augment::build(cx, reader),
+        #[cfg(feature = "torch")]
+        "pretrain" => crate::pretrain::build(cx, reader),
         _ => None,
     }
 }

@@ -70,6 +70,27 @@ pub struct StageOutputs {
     pub reexports: Vec<(String, String)>,
 }
 
+/// Receives progress events a stage reports (e.g. one per training epoch).
+#[derive(Clone)]
+pub struct EventSink(Arc<dyn Fn(serde_json::Value) + Send + Sync>);
+
+impl EventSink {
+    /// A sink calling `f` for each event.
+    pub fn new(f: impl Fn(serde_json::Value) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+    /// Reports an event (a JSON object with an `"event"` field).
+    pub fn emit(&self, event: serde_json::Value) {
+        (self.0)(event);
+    }
+}
+
+impl std::fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventSink")
+    }
+}
+
 /// Everything a stage may use while it runs.
 #[derive(Debug, Clone)]
 pub struct StageContext {
@@ -85,6 +106,33 @@ pub struct StageContext {
     pub cancel: CancelFlag,
     /// GPU ordinals assigned to this stage (from its `resources`).
     pub gpus: Vec<u32>,
+    /// A folder kept across runs of the same stage key, for checkpoints; a
+    /// rerun after a crash finds what the last attempt saved there.
+    pub checkpoints: PathBuf,
+    /// Where progress events go.
+    pub events: EventSink,
+    /// `[pipeline] device` (`auto`, `cpu`, `cuda`, `cuda:N`).
+    pub device: String,
+}
+
+impl StageContext {
+    /// A context in `dir` for tests: scratch, log and checkpoints inside it,
+    /// events dropped.
+    pub fn for_test(dir: &std::path::Path) -> Self {
+        let scratch = dir.join("scratch");
+        let _ = std::fs::create_dir_all(&scratch);
+        Self {
+            name: "test".into(),
+            workdir: dir.to_path_buf(),
+            scratch,
+            log: dir.join("stage.log"),
+            cancel: CancelFlag::default(),
+            gpus: Vec::new(),
+            checkpoints: dir.join("checkpoints"),
+            events: EventSink::new(|_| {}),
+            device: "cpu".into(),
+        }
+    }
 }
 
 /// A cancellation flag shared by the runner and its stages.

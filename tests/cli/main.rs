@@ -9,3 +9,5 @@ mod invalid;
 mod resume;
 mod runs;
 mod torch;
+#[cfg(feature = "torch")]
+mod train;

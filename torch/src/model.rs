@@ -5,60 +5,7 @@
 
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
-
-/// The backbone's settings, as written in a stage's `model = { ... }`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct ModelConfig {
-    /// 10, 18 or 34 (basic blocks) or 50 (bottlenecks).
-    pub depth: u32,
-    /// Channels of the stem and `layer1` (doubled in each later layer).
-    #[serde(default = "width")]
-    pub width: i64,
-    /// Embedding size.
-    #[serde(default = "embedding")]
-    pub embedding: i64,
-    /// Input channels (1 for spectrograms and grayscale images).
-    #[serde(default = "in_channels")]
-    pub in_channels: i64,
-    /// Stride of the stem convolution.
-    #[serde(default = "one")]
-    pub stem_stride: i64,
-    /// `avg` (images) or `stats` (mean and standard deviation over time).
-    #[serde(default = "avg")]
-    pub pooling: String,
-}
-
-fn width() -> i64 {
-    64
-}
-fn embedding() -> i64 {
-    512
-}
-fn in_channels() -> i64 {
-    3
-}
-fn one() -> i64 {
-    1
-}
-fn avg() -> String {
-    "avg".into()
-}
-
-impl ModelConfig {
-    /// Blocks per layer, and whether they are bottlenecks.
-    pub fn blocks(&self) -> Result<([i64; 4], bool), String> {
-        match self.depth {
-            10 => Ok(([1, 1, 1, 1], false)),
-            18 => Ok(([2, 2, 2, 2], false)),
-            34 => Ok(([3, 4, 6, 3], false)),
-            50 => Ok(([3, 4, 6, 3], true)),
-            d => Err(format!(
-                "ResNet depth {d} is not supported (10, 18, 34 or 50)"
-            )),
-        }
-    }
-}
+pub use tuneflow_stages::train_config::ModelConfig;
 
 fn conv(p: nn::Path<'_>, cin: i64, cout: i64, k: i64, stride: i64) -> nn::Conv2D {
     let cfg = nn::ConvConfig {
@@ -237,6 +184,7 @@ mod tests {
 
     fn config(depth: u32, pooling: &str, in_channels: i64) -> ModelConfig {
         ModelConfig {
+            arch: "resnet".into(),
             depth,
             width: 8,
             embedding: 16,

@@ -4,53 +4,7 @@
 //! `torch.optim.SGD` and `torch.optim.AdamW`.
 
 use tch::{no_grad, Tensor};
-
-/// Optimizer settings.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum OptimizerConfig {
-    /// SGD with optional momentum, Nesterov and (coupled) weight decay.
-    Sgd {
-        /// Momentum factor.
-        #[serde(default)]
-        momentum: f64,
-        /// Nesterov momentum.
-        #[serde(default)]
-        nesterov: bool,
-        /// L2 penalty added to the gradient.
-        #[serde(default, rename = "weight-decay")]
-        weight_decay: f64,
-    },
-    /// Adam with decoupled weight decay.
-    #[serde(rename = "adamw")]
-    AdamW {
-        /// First-moment decay.
-        #[serde(default = "beta1")]
-        beta1: f64,
-        /// Second-moment decay.
-        #[serde(default = "beta2")]
-        beta2: f64,
-        /// Denominator epsilon.
-        #[serde(default = "eps")]
-        eps: f64,
-        /// Decoupled weight decay.
-        #[serde(default = "adamw_decay", rename = "weight-decay")]
-        weight_decay: f64,
-    },
-}
-
-fn beta1() -> f64 {
-    0.9
-}
-fn beta2() -> f64 {
-    0.999
-}
-fn eps() -> f64 {
-    1e-8
-}
-fn adamw_decay() -> f64 {
-    0.01
-}
+pub use tuneflow_stages::train_config::OptimizerConfig;
 
 /// An optimizer over a fixed list of parameters.
 pub struct Optimizer {

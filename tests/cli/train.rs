@@ -1,0 +1,147 @@
+//! Training through the real binaries: the runner starts the
+//! `tuneflow-torch` worker for `pretrain`. The data are the MNIST digit
+//! fixtures (`tuneflow fixtures`).
+
+use std::io::BufRead;
+use std::time::Duration;
+
+use crate::harness::Fixture;
+
+fn pipeline(epochs: u32, lr: f64, per_class: u32) -> String {
+    format!(
+        r#"
+[pipeline]
+seed = 3
+device = "cpu"
+
+[stage.digits]
+kind = "ingest"
+format = "insightface-rec"
+path = "fx/digits/rec-0-4"
+size = 28
+channels = 1
+max-per-class = {per_class}
+split = {{ val = 0.2 }}
+
+[stage.pretrain]
+kind = "pretrain"
+data = "digits.train"
+val = "digits.val"
+model = {{ depth = 10, width = 8, embedding = 32 }}
+optimizer = {{ kind = "sgd", lr = {lr}, momentum = 0.9, weight-decay = 1e-4 }}
+schedule = {{ kind = "one-cycle" }}
+epochs = {epochs}
+batch = 16
+"#
+    )
+}
+
+fn digits_fixture(epochs: u32, lr: f64, per_class: u32) -> Fixture {
+    let f = Fixture::new();
+    let r = f.tuneflow(&[
+        "fixtures",
+        "--out",
+        "fx",
+        "--no-speakers",
+        "--digits-per-class",
+        "200",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    f.write("p.toml", &pipeline(epochs, lr, per_class));
+    f
+}
+
+fn model_digest(r: &crate::harness::Run) -> String {
+    let e = r
+        .events()
+        .into_iter()
+        .find(|e| e["stage"] == "pretrain" && e.get("outputs").is_some())
+        .expect("pretrain finished or cached");
+    e["outputs"]["model"].as_str().unwrap().to_owned()
+}
+
+fn epochs(r: &crate::harness::Run) -> Vec<serde_json::Value> {
+    r.events()
+        .into_iter()
+        .filter(|e| e["event"] == "epoch")
+        .collect()
+}
+
+#[test]
+fn pretrain_learns_digits_and_reports_each_epoch() {
+    let f = digits_fixture(4, 0.05, 60);
+    let r = f.run_ok("p.toml", &[]);
+    let ep = epochs(&r);
+    let numbers: Vec<u64> = ep.iter().map(|e| e["epoch"].as_u64().unwrap()).collect();
+    assert_eq!(numbers, [1, 2, 3, 4]);
+    for e in &ep {
+        assert_eq!(e["stage"], "pretrain");
+        for field in [
+            "train_loss",
+            "train_acc",
+            "val_loss",
+            "val_acc",
+            "lr",
+            "samples_per_s",
+        ] {
+            assert!(e[field].is_number(), "{field} missing in {e}");
+        }
+    }
+    // Five classes: chance is 0.2.
+    let last = ep.last().unwrap();
+    assert!(last["val_acc"].as_f64().unwrap() >= 0.6, "{last}");
+    assert!(last["train_loss"].as_f64().unwrap() < ep[0]["train_loss"].as_f64().unwrap());
+    assert_eq!(
+        f.run_ok("p.toml", &[]).stages("stage-cached"),
+        ["digits", "pretrain"]
+    );
+}
+
+#[test]
+fn killed_during_epoch_3_of_5_resumes_to_identical_weights() {
+    let reference = digits_fixture(5, 0.05, 200);
+    let uninterrupted = model_digest(&reference.run_ok("p.toml", &[]));
+
+    let f = digits_fixture(5, 0.05, 200);
+    let mut child = f
+        .command(&["run", "--json", "p.toml"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    for line in stdout.lines() {
+        let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if v["event"] == "epoch" && v["epoch"] == 2 {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    child.kill().unwrap(); // SIGKILL, during epoch 3
+    child.wait().unwrap();
+    let resumed = f.run_ok("p.toml", &[]);
+    let first = epochs(&resumed)[0]["epoch"].as_u64().unwrap();
+    assert!(
+        first >= 3,
+        "the rerun must continue from the checkpoint, not start over (first epoch {first})"
+    );
+    assert_eq!(
+        model_digest(&resumed),
+        uninterrupted,
+        "resumed weights differ from an uninterrupted run"
+    );
+    assert!(
+        !f.path(".tuneflow/checkpoints")
+            .read_dir()
+            .is_ok_and(|mut d| d.next().is_some()),
+        "checkpoints are removed once committed"
+    );
+}
+
+#[test]
+fn a_non_finite_loss_fails_with_epoch_and_batch() {
+    let f = digits_fixture(2, 1e12, 30);
+    let r = f.tuneflow(&["run", "p.toml"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("at epoch 1, batch"), "{}", r.stderr);
+}
