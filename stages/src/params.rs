@@ -276,38 +276,42 @@ impl<'a> ParamReader<'a> {
         }
     }
 
-    /// A boolean param.
-    pub fn bool(&self, key: &str) -> Option<Spanned<bool>> {
+    /// A scalar param: `convert` maps the value, or `None` for a type error
+    /// that says `expected`.
+    fn scalar<T>(
+        &self,
+        key: &str,
+        expected: &str,
+        convert: impl FnOnce(&ValueKind) -> Option<T>,
+    ) -> Option<Spanned<T>> {
         let v = self.raw(key)?;
-        match &v.kind {
-            ValueKind::Bool(b) => Some(Spanned {
-                value: *b,
+        match convert(&v.kind) {
+            Some(value) => Some(Spanned {
+                value,
                 span: v.span.clone(),
             }),
-            _ => {
-                self.type_error(key, v, "a boolean");
+            None => {
+                self.type_error(key, v, expected);
                 None
             }
         }
     }
 
+    /// A boolean param.
+    pub fn bool(&self, key: &str) -> Option<Spanned<bool>> {
+        self.scalar(key, "a boolean", |k| match k {
+            ValueKind::Bool(b) => Some(*b),
+            _ => None,
+        })
+    }
+
     /// A number param (an integer is accepted as a float).
     pub fn float(&self, key: &str) -> Option<Spanned<f64>> {
-        let v = self.raw(key)?;
-        match &v.kind {
-            ValueKind::Float(f) => Some(Spanned {
-                value: *f,
-                span: v.span.clone(),
-            }),
-            ValueKind::Int(i) => Some(Spanned {
-                value: *i as f64,
-                span: v.span.clone(),
-            }),
-            _ => {
-                self.type_error(key, v, "a number");
-                None
-            }
-        }
+        self.scalar(key, "a number", |k| match k {
+            ValueKind::Float(f) => Some(*f),
+            ValueKind::Int(i) => Some(*i as f64),
+            _ => None,
+        })
     }
 
     /// A string param that must be one of `choices`.
