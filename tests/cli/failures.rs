@@ -111,16 +111,21 @@ fn ctrl_c_stops_running_commands_quickly_and_keeps_the_cache_usable() {
         t.elapsed()
     );
     assert_eq!(status.code(), Some(130));
-    // No sleep survives: the whole process group was stopped.
-    let ps = std::process::Command::new("pgrep")
-        .args(["-f", "sleep 60"])
-        .output()
-        .unwrap();
-    assert!(
-        ps.stdout.is_empty(),
-        "leftover: {}",
-        String::from_utf8_lossy(&ps.stdout)
-    );
+    // No sleep survives: the whole process group was killed. A killed
+    // process still needs a scheduling slot to exit on a loaded machine,
+    // so allow it a moment to vanish.
+    let leftover = || {
+        let ps = std::process::Command::new("pgrep")
+            .args(["-f", "sleep 60"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&ps.stdout).into_owned()
+    };
+    let gone_by = Instant::now() + Duration::from_secs(1);
+    while !leftover().is_empty() && Instant::now() < gone_by {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(leftover().is_empty(), "leftover: {}", leftover());
     let verify = f.tuneflow(&["cache", "verify", "p.toml"]);
     assert_eq!(verify.code, 0, "{}", verify.stdout);
     let r = f.run_ok("p.toml", &["--set", "long.cmd=echo done > l.txt"]);
