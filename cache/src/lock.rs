@@ -67,14 +67,6 @@ impl CacheLock {
         write!(file, "{}", std::process::id()).map_err(io)?;
         Ok(Self { _file: file })
     }
-
-    /// Whether some process holds the lock at `path` now.
-    pub fn is_held(path: &Path) -> Option<String> {
-        match Self::acquire(path) {
-            Err(LockError::InUse { pid, .. }) => Some(pid),
-            _ => None,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -99,8 +99,7 @@ pub fn hash_path(path: &Path) -> Result<HashedPath, CacheError> {
 
 type Record = (i64, Vec<StatEntry>);
 
-fn entry_for(path: &Path, rel: String, meta: &std::fs::Metadata) -> StatEntry {
-    let _ = path;
+fn entry_for(rel: String, meta: &std::fs::Metadata) -> StatEntry {
     StatEntry {
         path: rel,
         size: meta.size(),
@@ -117,7 +116,7 @@ fn hash_single(
     meta: &std::fs::Metadata,
     old: &Record,
 ) -> Result<(HashedPath, Vec<StatEntry>), CacheError> {
-    let mut e = entry_for(path, String::new(), meta);
+    let mut e = entry_for(String::new(), meta);
     let mut files_read = 0;
     match old.1.first() {
         Some(prev) if old.1.len() == 1 && prev.same_stat(&e, old.0) => e.digest = prev.digest,
@@ -160,7 +159,7 @@ fn hash_dir(root: &Path, old: &Record) -> Result<(HashedPath, Vec<StatEntry>), C
         let meta = item
             .metadata()
             .map_err(|e| CacheError::io("stat", item.path(), e.into()))?;
-        entries.push(entry_for(item.path(), rel.to_owned(), &meta));
+        entries.push(entry_for(rel.to_owned(), &meta));
     }
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     let mut files_read = 0;
@@ -266,9 +265,8 @@ fn decode(data: &[u8]) -> Option<Record> {
 mod tests {
     use super::*;
 
-    fn backdate(path: &Path) {
-        // Move mtime out of the racy window; ctime stays "now", so wait it out.
-        let _ = path;
+    fn leave_racy_window() {
+        // Files just written are "racy" (re-read every time); wait it out.
         std::thread::sleep(std::time::Duration::from_nanos(
             RACY_NANOS as u64 + 20_000_000,
         ));
@@ -282,7 +280,7 @@ mod tests {
         std::fs::create_dir_all(data.join("sub")).unwrap();
         std::fs::write(data.join("a"), b"one").unwrap();
         std::fs::write(data.join("sub/b"), b"two").unwrap();
-        backdate(&data);
+        leave_racy_window();
         let cache = StatCache::new(&index);
         let first = cache.hash(&data).unwrap();
         assert_eq!(first.files_read, 2);

@@ -69,23 +69,6 @@ impl Tree {
         BlobDigest::of(&self.encode())
     }
 
-    /// Stores every file of the folder `root` described by this tree, and the
-    /// tree itself; returns the tree digest.
-    pub fn store_from(&self, store: &ObjectStore, root: &Path) -> Result<BlobDigest, CacheError> {
-        for e in &self.entries {
-            let stored = store.put_file(&root.join(&e.path))?;
-            if stored != e.digest {
-                // The file changed between hashing and storing.
-                return Err(CacheError::io(
-                    "store",
-                    root.join(&e.path),
-                    std::io::Error::other("file changed while it was being stored"),
-                ));
-            }
-        }
-        store.put_bytes(&self.encode())
-    }
-
     /// Loads a stored tree, verifying it.
     pub fn load(store: &ObjectStore, digest: &BlobDigest) -> Result<Self, CacheError> {
         let data = store.read_verified(digest)?;

@@ -123,7 +123,7 @@ pub fn mnist_bytes(values: &[f32], spec: ImageSpec) -> Vec<u8> {
 pub type Audio = (Vec<u8>, u32, Option<Vec<u8>>);
 
 /// Reads a WAV file into fbank frames; returns (f32 LE bytes, frames, and
-/// the samples as i16 LE bytes when `keep_wave`).
+/// the samples as i16 LE bytes when `keep_wave`). The file is parsed once.
 pub fn audio(
     bytes: &[u8],
     rate: u32,
@@ -131,24 +131,6 @@ pub fn audio(
     cmn: bool,
     keep_wave: bool,
 ) -> Result<Audio, String> {
-    let (feats, frames) = fbank_bytes(bytes, rate, fbank, cmn)?;
-    let wave = keep_wave
-        .then(|| {
-            wav::parse(bytes, rate)
-                .map(|w| w.samples.iter().flat_map(|s| s.to_le_bytes()).collect())
-        })
-        .transpose()
-        .map_err(|e| e.to_string())?;
-    Ok((feats, frames, wave))
-}
-
-/// Reads a WAV file into fbank frames; returns (f32 LE bytes, frames).
-pub fn fbank_bytes(
-    bytes: &[u8],
-    rate: u32,
-    fbank: &Fbank,
-    cmn: bool,
-) -> Result<(Vec<u8>, u32), String> {
     let w = wav::parse(bytes, rate).map_err(|e| e.to_string())?;
     let samples: Vec<f32> = w.samples.iter().map(|&s| f32::from(s)).collect();
     let mut feats = fbank.compute(&samples);
@@ -162,7 +144,22 @@ pub fn fbank_bytes(
         mean_normalize(&mut feats, fbank.num_bins());
     }
     let frames = (feats.len() / fbank.num_bins()) as u32;
-    Ok((feats.iter().flat_map(|f| f.to_le_bytes()).collect(), frames))
+    let wave = keep_wave.then(|| w.samples.iter().flat_map(|s| s.to_le_bytes()).collect());
+    Ok((
+        feats.iter().flat_map(|f| f.to_le_bytes()).collect(),
+        frames,
+        wave,
+    ))
+}
+
+/// Reads a WAV file into fbank frames; returns (f32 LE bytes, frames).
+pub fn fbank_bytes(
+    bytes: &[u8],
+    rate: u32,
+    fbank: &Fbank,
+    cmn: bool,
+) -> Result<(Vec<u8>, u32), String> {
+    audio(bytes, rate, fbank, cmn, false).map(|(feats, frames, _)| (feats, frames))
 }
 
 #[cfg(test)]
