@@ -486,7 +486,8 @@ struct Decoder {
     image: ImageSpec,
     fbank: Option<(Fbank, bool)>,
     rate: u32,
-    rec: Option<PathBuf>,
+    /// One `.rec` reader shared by the decoding threads (positioned reads).
+    rec: Option<RecordReader>,
     mnist: std::sync::Mutex<BTreeMap<u8, std::sync::Arc<Vec<f32>>>>,
     bin: Option<crate::data::pickle_bin::PairFile>,
     keep_wave: bool,
@@ -499,7 +500,14 @@ impl Decoder {
             image: stage.image,
             fbank: stage.fbank.clone().map(|(o, cmn)| (Fbank::new(o), cmn)),
             rate: stage.sample_rate,
-            rec: (stage.format == "insightface-rec").then(|| root.to_path_buf()),
+            rec: if stage.format == "insightface-rec" {
+                Some(
+                    RecordReader::open_data(&root.join("train.rec"))
+                        .map_err(|e| StageError::Other(e.to_string()))?,
+                )
+            } else {
+                None
+            },
             mnist: Default::default(),
             bin: if stage.format == "bin-pairs" {
                 Some(sources::load_bin(root).map_err(StageError::Other)?)
@@ -529,15 +537,10 @@ impl Decoder {
                 }
             }
             Locator::Record(offset) => {
-                let root = self
+                let reader = self
                     .rec
                     .as_ref()
                     .expect("record locators come from insightface-rec");
-                // One reader per call keeps threads independent; the index is
-                // not needed for a positioned read.
-                let mut reader =
-                    RecordReader::open(&root.join("train.rec"), Path::new("/dev/null"))
-                        .map_err(|e| e.to_string())?;
                 let payload = reader.read_at(*offset).map_err(|e| e.to_string())?;
                 let (_, jpeg) = unpack(&payload)?;
                 decode::image_bytes(jpeg, self.image).map(Decoded::image)

@@ -9,7 +9,7 @@
 //! f32 label, u64 id, u64 id2`), then `flag` f32 labels, then the image.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 const MAGIC: u32 = 0xCED7_230A;
@@ -160,7 +160,7 @@ impl RecordWriter {
 /// Random access to a `.rec` through its `.idx`.
 pub struct RecordReader {
     path: PathBuf,
-    file: BufReader<File>,
+    file: File,
     /// (key, offset), in index order.
     pub index: Vec<(u64, u64)>,
 }
@@ -174,7 +174,7 @@ impl RecordReader {
                 source,
             }
         }
-        let file = BufReader::with_capacity(1 << 16, File::open(rec).map_err(io(rec))?);
+        let file = File::open(rec).map_err(io(rec))?;
         let mut index = Vec::new();
         for (n, line) in BufReader::new(File::open(idx).map_err(io(idx))?)
             .lines()
@@ -201,23 +201,32 @@ impl RecordReader {
         })
     }
 
-    /// Reads the logical record that starts at `offset`.
-    pub fn read_at(&mut self, offset: u64) -> Result<Vec<u8>, RecordError> {
+    /// Opens `rec` for reads at known offsets, without an index.
+    pub fn open_data(rec: &Path) -> Result<Self, RecordError> {
+        let file = File::open(rec).map_err(|source| RecordError::Io {
+            path: rec.to_path_buf(),
+            source,
+        })?;
+        Ok(Self {
+            path: rec.to_path_buf(),
+            file,
+            index: Vec::new(),
+        })
+    }
+
+    /// Reads the logical record that starts at `offset`, with positioned
+    /// reads: a shared reader serves many threads at once.
+    pub fn read_at(&self, offset: u64) -> Result<Vec<u8>, RecordError> {
+        use std::os::unix::fs::FileExt;
         let io = |source| RecordError::Io {
             path: self.path.clone(),
             source,
         };
-        self.file.seek(SeekFrom::Start(offset)).map_err(io)?;
         let mut out = Vec::new();
         let mut at = offset;
         loop {
             let mut head = [0u8; 8];
-            self.file
-                .read_exact(&mut head)
-                .map_err(|source| RecordError::Io {
-                    path: self.path.clone(),
-                    source,
-                })?;
+            self.file.read_exact_at(&mut head, at).map_err(io)?;
             let magic = u32::from_le_bytes(head[..4].try_into().expect("4 bytes"));
             if magic != MAGIC {
                 return Err(RecordError::Format {
@@ -228,17 +237,12 @@ impl RecordReader {
             }
             let lrec = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
             let (cflag, len) = (lrec >> 29, (lrec & LEN_MASK) as usize);
-            let padded = (len + 3) & !3;
             let start = out.len();
-            out.resize(start + padded, 0);
+            out.resize(start + len, 0);
             self.file
-                .read_exact(&mut out[start..])
-                .map_err(|source| RecordError::Io {
-                    path: self.path.clone(),
-                    source,
-                })?;
-            out.truncate(start + len);
-            at += 8 + padded as u64;
+                .read_exact_at(&mut out[start..], at + 8)
+                .map_err(io)?;
+            at += 8 + ((len + 3) & !3) as u64;
             match cflag {
                 0 | 3 => return Ok(out),
                 1 | 2 => out.extend_from_slice(&MAGIC.to_le_bytes()),
@@ -254,7 +258,7 @@ impl RecordReader {
     }
 
     /// Reads the record with `key`.
-    pub fn read_key(&mut self, key: u64) -> Result<Vec<u8>, RecordError> {
+    pub fn read_key(&self, key: u64) -> Result<Vec<u8>, RecordError> {
         let offset = self
             .index
             .iter()
@@ -284,7 +288,7 @@ pub struct RecItem {
 /// (`flag > 0`), images are keys `1..label[0]`; otherwise every key is an
 /// image. Reads every header once (payload bytes are skipped by seeking
 /// only when the whole record must be read).
-pub fn list_images(reader: &mut RecordReader) -> Result<Vec<RecItem>, RecordError> {
+pub fn list_images(reader: &RecordReader) -> Result<Vec<RecItem>, RecordError> {
     let path = reader.path.clone();
     let fmt = |offset, message| RecordError::Format {
         path: path.clone(),
@@ -435,7 +439,7 @@ mod tests {
         w.finish().unwrap();
         let bytes = std::fs::read(&rec).unwrap();
         assert_eq!(&bytes[..8], &[0x0a, 0x23, 0xd7, 0xce, 5, 0, 0, 0]);
-        let mut r = RecordReader::open(&rec, &idx).unwrap();
+        let r = RecordReader::open(&rec, &idx).unwrap();
         for (k, p) in payloads.iter().enumerate() {
             assert_eq!(&r.read_key(k as u64).unwrap(), p, "record {k}");
         }
@@ -469,10 +473,10 @@ mod tests {
                 (2, vec![4; 4]),
             ];
             write_insightface(dir.path(), &images, (28, 28), scalar).unwrap();
-            let mut r =
+            let r =
                 RecordReader::open(&dir.path().join("train.rec"), &dir.path().join("train.idx"))
                     .unwrap();
-            let items = list_images(&mut r).unwrap();
+            let items = list_images(&r).unwrap();
             let classes: Vec<u32> = items.iter().map(|i| i.class).collect();
             assert_eq!(classes, [0, 1, 1, 2]);
             let (h, img) = {

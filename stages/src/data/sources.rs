@@ -196,8 +196,8 @@ fn voxceleb(root: &Path) -> Result<Vec<SourceItem>, String> {
 fn insightface(root: &Path) -> Result<Vec<SourceItem>, String> {
     let (rec, idx) = (root.join("train.rec"), root.join("train.idx"));
     read_property(&root.join("property")).map_err(|e| e.to_string())?;
-    let mut reader = RecordReader::open(&rec, &idx).map_err(|e| e.to_string())?;
-    let listed = list_images(&mut reader).map_err(|e| e.to_string())?;
+    let reader = RecordReader::open(&rec, &idx).map_err(|e| e.to_string())?;
+    let listed = list_images(&reader).map_err(|e| e.to_string())?;
     Ok(listed
         .into_iter()
         .map(|r| SourceItem {
