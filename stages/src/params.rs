@@ -200,7 +200,11 @@ impl<'a> ParamReader<'a> {
 
     /// A string param.
     pub fn str(&self, key: &str) -> Option<Spanned<String>> {
-        let v = self.raw(key)?;
+        self.as_str(key, self.raw(key)?)
+    }
+
+    /// `v` as a string, or a type error on `key`.
+    fn as_str(&self, key: &str, v: &Value) -> Option<Spanned<String>> {
         match &v.kind {
             ValueKind::Str(s) => Some(Spanned {
                 value: s.clone(),
@@ -232,16 +236,7 @@ impl<'a> ParamReader<'a> {
         let Some(v) = self.raw(key) else {
             return Vec::new();
         };
-        let item = |v: &Value| match &v.kind {
-            ValueKind::Str(s) => Some(Spanned {
-                value: s.clone(),
-                span: v.span.clone(),
-            }),
-            _ => {
-                self.type_error(key, v, "a string");
-                None
-            }
-        };
+        let item = |v: &Value| self.as_str(key, v);
         match &v.kind {
             ValueKind::Array(items) => items.iter().filter_map(item).collect(),
             ValueKind::Str(_) => item(v).into_iter().collect(),
