@@ -65,6 +65,7 @@ fn loader_rate(data: Arc<DatasetReader>, ops: Vec<Op>, batch: usize) -> (f64, us
             workers: 2,
             prefetch: 4,
             drop_last: true,
+            per_class: None,
         };
         for b in Loader::new(data.clone(), cfg) {
             b.expect("batch");

@@ -194,6 +194,7 @@ impl Augment {
                 workers: 1,
                 prefetch: 1,
                 drop_last: false,
+                per_class: None,
             };
             for i in 0..data.len() {
                 if cx.cancel.is_cancelled() {

@@ -9,15 +9,19 @@
 pub mod augment;
 pub mod command;
 pub mod data;
+pub mod finetune;
+pub mod freeze;
 pub mod ingest;
 mod params;
 pub mod paths;
 pub mod pretrain;
 mod registry;
+pub mod safetensors;
 pub mod rng;
 pub mod schedule;
 mod stage;
 pub mod train_config;
+mod train_params;
 pub mod worker;
 
 pub use params::{suggest, ParamError, ParamReader, Spanned, Table, Value, ValueKind};

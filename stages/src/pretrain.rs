@@ -5,12 +5,12 @@
 
 use std::collections::BTreeMap;
 
-use crate::params::{ParamError, ParamReader, Spanned, Value};
+use crate::params::ParamReader;
 use crate::registry::BuildContext;
-use crate::schedule::Shape;
 use crate::stage::{Inputs, Stage, StageContext, StageDecl, StageError, StageOutputs};
-use crate::train_config::{ModelConfig, OptimizerConfig, TrainConfig};
-use crate::worker::{run_worker, WorkerSpec};
+use crate::train_config::TrainConfig;
+use crate::train_params::{dataset_ref, key_params, model, train_config};
+use crate::worker::{run_training, WorkerSpec};
 
 /// A configured `pretrain` stage.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,116 +24,22 @@ pub struct Pretrain {
     name: String,
 }
 
-/// A dataset reference: `stage.output` names one output (input
-/// `stage/output`); a bare `stage` reads all of its outputs and uses
-/// `dataset` (and `policy`, from an `augment` stage).
-fn dataset_ref(
-    r: &ParamReader<'_>,
-    key: &str,
-    required: bool,
-) -> Option<(Spanned<String>, String, Option<String>)> {
-    let v = if required {
-        r.required_str(key, "a dataset: `stage` or `stage.output`")?
-    } else {
-        r.str(key)?
-    };
-    Some(match v.value.split_once('.') {
-        Some((stage, output)) => {
-            let input = format!("{stage}/{output}");
-            (v, input, None)
-        }
-        None => {
-            let (data, policy) = (
-                format!("{}/dataset", v.value),
-                format!("{}/policy", v.value),
-            );
-            (v, data, Some(policy))
-        }
-    })
-}
-
-fn typed<T: serde::de::DeserializeOwned>(
-    r: &ParamReader<'_>,
-    key: &str,
-    value: Option<&Value>,
-    default: serde_json::Value,
-) -> Option<T> {
-    let json = value.map_or(default, Value::to_json);
-    serde_json::from_value(json)
-        .map_err(|e| {
-            r.error(ParamError {
-                message: format!("invalid `{key}`: {e}"),
-                span: value.and_then(|v| v.span.clone()),
-                label: "here".into(),
-                help: None,
-            });
-        })
-        .ok()
-}
-
 /// Builds a `pretrain` stage from its params.
 pub fn build(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
     let data = dataset_ref(r, "data", true);
     let val = dataset_ref(r, "val", false);
-    let model: Option<ModelConfig> = typed(
-        r,
-        "model",
-        r.raw("model"),
-        serde_json::json!({ "depth": 10 }),
-    );
-    let optimizer_raw = r.raw("optimizer");
-    let mut optimizer_json = optimizer_raw.map_or(
-        serde_json::json!({ "kind": "sgd", "momentum": 0.9 }),
-        Value::to_json,
-    );
-    let lr = optimizer_json
-        .as_object_mut()
-        .and_then(|o| o.remove("lr"))
-        .and_then(|v| v.as_f64())
-        .unwrap_or(0.1);
-    let optimizer: Option<OptimizerConfig> = serde_json::from_value(optimizer_json)
-        .map_err(|e| {
-            r.error(ParamError {
-                message: format!("invalid `optimizer`: {e}"),
-                span: optimizer_raw.and_then(|v| v.span.clone()),
-                label: "here".into(),
-                help: None,
-            })
-        })
-        .ok();
-    let schedule: Option<Shape> = typed(
-        r,
-        "schedule",
-        r.raw("schedule"),
-        serde_json::json!({ "kind": "constant" }),
-    );
-    let loss = r
-        .nested("loss", |l| l.choice("kind", &["softmax"]).map(|k| k.value))
-        .flatten()
-        .unwrap_or_else(|| "softmax".into());
-    let config = TrainConfig {
-        model: model?,
-        loss,
-        optimizer: optimizer?,
-        lr,
-        schedule: schedule?,
-        warmup_epochs: r.uint("warmup-epochs").map_or(0, |v| v.value),
-        epochs: r.uint("epochs").map_or(10, |v| v.value),
-        batch: r.uint("batch").map_or(32, |v| v.value as usize),
-        frames: r.uint("frames").map_or(100, |v| v.value as u32),
-        clip_grad: r.float("clip-grad").map(|v| v.value),
-    };
-    let (data_ref, data, policy) = data?;
-    let mut refs = vec![data_ref];
-    let val = val.map(|(v, input, _)| {
-        refs.push(v);
-        input
+    let config = model(r).and_then(|m| train_config(r, m));
+    let data = data?;
+    let mut refs = vec![data.written];
+    let val = val.map(|v| {
+        refs.push(v.written);
+        v.data
     });
     let stage = Pretrain {
-        config,
-        data,
+        config: config?,
+        data: data.data,
         val,
-        policy,
+        policy: data.policy,
         seed: cx.seed,
         name: cx.name.to_owned(),
     };
@@ -152,50 +58,31 @@ impl Stage for Pretrain {
     }
 
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn params(&self) -> BTreeMap<String, String> {
-        let mut p = BTreeMap::new();
-        let config = serde_json::to_value(&self.config).expect("configs serialize");
-        for (k, v) in config.as_object().expect("a struct") {
-            p.insert(k.clone(), v.to_string());
-        }
-        p.insert("seed".into(), self.seed.to_string());
-        p.insert("stage".into(), self.name.clone());
-        p
+        key_params(&self.config, self.seed, &self.name)
     }
 
     fn run(&self, cx: &StageContext, inputs: &Inputs) -> Result<StageOutputs, StageError> {
-        let tree = |name: &str| {
-            inputs
-                .trees
-                .get(name)
-                .cloned()
-                .ok_or_else(|| StageError::Other(format!("input `{name}` is not a dataset")))
-        };
-        let out = cx.scratch.join("model");
-        std::fs::create_dir_all(&out).map_err(|e| StageError::io("create", &out, e))?;
         let spec = WorkerSpec {
             kind: "pretrain".into(),
             stage: self.name.clone(),
             config: serde_json::to_value(&self.config).expect("configs serialize"),
-            train: tree(&self.data)?,
-            val: self.val.as_deref().map(tree).transpose()?,
+            train: inputs.tree(&self.data)?,
+            val: self.val.as_deref().map(|v| inputs.tree(v)).transpose()?,
             policy: self
                 .policy
                 .as_ref()
                 .and_then(|p| inputs.paths.get(p).cloned()),
-            out: out.clone(),
+            model: None,
+            init: None,
+            out: cx.scratch.join("model"),
             checkpoints: cx.checkpoints.clone(),
             seed: self.seed,
             device: cx.device.clone(),
         };
-        let result = run_worker(cx, &spec)?;
-        Ok(StageOutputs {
-            paths: vec![("model".into(), out)],
-            summary: result,
-            reexports: vec![],
-        })
+        run_training(cx, &spec)
     }
 }

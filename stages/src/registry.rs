@@ -10,6 +10,10 @@ pub const KINDS: &[&str] = &[
     "augment",
     #[cfg(feature = "torch")]
     "pretrain",
+    #[cfg(feature = "torch")]
+    "freeze",
+    #[cfg(feature = "torch")]
+    "fine-tune",
 ];
 
 /// What a kind's builder may see besides the stage's own params.
@@ -35,6 +39,10 @@ pub fn build_stage(
         "augment" => crate::augment::build(cx, reader),
         #[cfg(feature = "torch")]
         "pretrain" => crate::pretrain::build(cx, reader),
+        #[cfg(feature = "torch")]
+        "freeze" => crate::freeze::build(cx, reader),
+        #[cfg(feature = "torch")]
+        "fine-tune" => crate::finetune::build(cx, reader),
         _ => None,
     }
 }

@@ -58,6 +58,16 @@ pub struct Inputs {
     pub trees: BTreeMap<String, BTreeMap<String, PathBuf>>,
 }
 
+impl Inputs {
+    /// The files of the folder input `name`.
+    pub fn tree(&self, name: &str) -> Result<BTreeMap<String, PathBuf>, StageError> {
+        self.trees
+            .get(name)
+            .cloned()
+            .ok_or_else(|| StageError::Other(format!("input `{name}` is not a folder output")))
+    }
+}
+
 /// What a finished stage hands back.
 #[derive(Debug, Default)]
 pub struct StageOutputs {

@@ -118,8 +118,8 @@ fn adamw_decay() -> f64 {
 pub struct TrainConfig {
     /// The backbone.
     pub model: ModelConfig,
-    /// `softmax` (cross-entropy over a linear head).
-    pub loss: String,
+    /// The head and loss.
+    pub loss: LossConfig,
     /// The optimizer.
     pub optimizer: OptimizerConfig,
     /// Peak learning rate.
@@ -136,4 +136,87 @@ pub struct TrainConfig {
     pub frames: u32,
     /// Clip gradients to this global norm.
     pub clip_grad: Option<f64>,
+    /// Stop when a validation metric stops improving; restore the best epoch.
+    #[serde(default)]
+    pub early_stopping: Option<EarlyStopping>,
+    /// `fp32`, or `bf16` (autocast on CUDA; ignored on CPU).
+    #[serde(default = "fp32")]
+    pub precision: String,
+    /// How `fine-tune` moves a model to the new task (`None` for `pretrain`).
+    #[serde(default)]
+    pub transfer: Option<TransferConfig>,
+}
+
+fn fp32() -> String {
+    "fp32".into()
+}
+
+/// The head and loss, with every default resolved.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LossConfig {
+    /// `softmax`, `arcface`, `cosface` or `triplet`.
+    pub kind: String,
+    /// Logit scale `s` (ArcFace, CosFace).
+    pub scale: f64,
+    /// Margin: angular (ArcFace), cosine (CosFace) or distance (triplet).
+    pub margin: f64,
+    /// ArcFace: apply the margin only where the angle is below 90 degrees.
+    pub easy_margin: bool,
+    /// Cross-entropy label smoothing.
+    pub label_smoothing: f64,
+    /// Triplet: items per class in a class-balanced batch.
+    pub per_class: usize,
+}
+
+impl LossConfig {
+    /// Plain softmax cross-entropy.
+    pub fn softmax() -> Self {
+        Self::with_defaults("softmax")
+    }
+
+    /// The defaults for `kind`: ArcFace s=30, m=0.5; CosFace s=30, m=0.35;
+    /// triplet margin 0.3, 4 items per class.
+    pub fn with_defaults(kind: &str) -> Self {
+        let (scale, margin) = match kind {
+            "arcface" => (30.0, 0.5),
+            "cosface" => (30.0, 0.35),
+            "triplet" => (1.0, 0.3),
+            _ => (1.0, 0.0),
+        };
+        Self {
+            kind: kind.into(),
+            scale,
+            margin,
+            easy_margin: false,
+            label_smoothing: 0.0,
+            per_class: 4,
+        }
+    }
+}
+
+/// Early stopping on a validation metric.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct EarlyStopping {
+    /// `val_acc` (higher is better) or `val_loss` (lower is better).
+    pub metric: String,
+    /// Epochs without improvement before stopping.
+    pub patience: u64,
+    /// The smallest change that counts as an improvement.
+    pub min_delta: f64,
+}
+
+/// What `fine-tune` changes about the model it starts from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct TransferConfig {
+    /// Classes of the new head; `None` = from the data.
+    pub classes: Option<usize>,
+    /// `auto`, `linear-probe`, `partial` or `full`.
+    pub strategy: String,
+    /// Learning-rate multiplier for backbone parameters.
+    pub backbone_lr: f64,
+    /// Average (or spread) the stem's filters when input channels differ.
+    pub adapt_channels: bool,
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::stage::{StageContext, StageError};
+use crate::stage::{StageContext, StageError, StageOutputs};
 
 /// Everything the worker needs to run one stage.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -27,6 +27,12 @@ pub struct WorkerSpec {
     pub val: Option<BTreeMap<String, PathBuf>>,
     /// An augmentation policy (`policy.json`), if any.
     pub policy: Option<PathBuf>,
+    /// The model to start from (`fine-tune`): files of a `model` output.
+    #[serde(default)]
+    pub model: Option<BTreeMap<String, PathBuf>>,
+    /// External weights to start from (`fine-tune init = ...`).
+    #[serde(default)]
+    pub init: Option<PathBuf>,
     /// Where to write outputs.
     pub out: PathBuf,
     /// Where checkpoints live across attempts.
@@ -56,6 +62,17 @@ pub fn worker_path() -> Result<PathBuf, StageError> {
         "this stage needs the `tuneflow-torch` worker, which is not beside `{}` (build it with `cargo build -p tuneflow-torch`, or set TUNEFLOW_TORCH_BIN)",
         exe.display()
     )))
+}
+
+/// Runs a training kind: the worker writes a `model` folder at `spec.out`.
+pub fn run_training(cx: &StageContext, spec: &WorkerSpec) -> Result<StageOutputs, StageError> {
+    std::fs::create_dir_all(&spec.out).map_err(|e| StageError::io("create", &spec.out, e))?;
+    let result = run_worker(cx, spec)?;
+    Ok(StageOutputs {
+        paths: vec![("model".into(), spec.out.clone())],
+        summary: result,
+        reexports: vec![],
+    })
 }
 
 /// Runs the worker for `spec`, forwarding its events; returns the payload

@@ -1,7 +1,10 @@
-//! The libtorch side of tuneflow: optimizers over tensors (so their state
-//! is checkpointed with the model), and, as the training stages land, the
-//! models and the training loop the `tuneflow-torch` worker runs.
+//! The libtorch side of tuneflow: models, losses, optimizers and the
+//! training loop the `tuneflow-torch` worker runs.
 
+pub mod amp;
+pub mod checkpoint;
+pub mod heads;
 pub mod model;
 pub mod optim;
 pub mod train;
+pub mod transfer;

@@ -51,7 +51,7 @@ fn exec(spec: &std::path::Path) -> Result<(), String> {
     let spec: tuneflow_stages::worker::WorkerSpec = serde_json::from_slice(&bytes)
         .map_err(|e| format!("bad spec `{}`: {e}", spec.display()))?;
     match spec.kind.as_str() {
-        "pretrain" => tuneflow_torch::train::pretrain(&spec),
+        "pretrain" | "fine-tune" => tuneflow_torch::train::run(&spec),
         other => Err(format!("the worker cannot run stage kind `{other}`")),
     }
 }

@@ -17,16 +17,44 @@ fn conv(p: nn::Path<'_>, cin: i64, cout: i64, k: i64, stride: i64) -> nn::Conv2D
     nn::conv2d(p, cin, cout, k, cfg)
 }
 
+/// A BatchNorm layer that a freeze policy can pin to eval mode, so its
+/// running statistics stay as they were.
+#[derive(Debug)]
+struct Bn {
+    bn: nn::BatchNorm,
+    frozen: bool,
+}
+
+impl Bn {
+    fn new2d(p: nn::Path<'_>, c: i64) -> Self {
+        Self {
+            bn: nn::batch_norm2d(p, c, Default::default()),
+            frozen: false,
+        }
+    }
+
+    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        x.apply_t(&self.bn, train && !self.frozen)
+    }
+
+    /// Freezes this layer when its weight is one of `frozen` (by storage).
+    fn freeze_if(&mut self, frozen: &std::collections::HashSet<usize>) {
+        if let Some(w) = &self.bn.ws {
+            self.frozen = frozen.contains(&(w.data_ptr() as usize));
+        }
+    }
+}
+
 /// A residual block (basic or bottleneck) with an optional projection.
 #[derive(Debug)]
 struct Block {
-    convs: Vec<(nn::Conv2D, nn::BatchNorm)>,
-    shortcut: Option<(nn::Conv2D, nn::BatchNorm)>,
+    convs: Vec<(nn::Conv2D, Bn)>,
+    shortcut: Option<(nn::Conv2D, Bn)>,
 }
 
 impl Block {
     fn new(p: &nn::Path<'_>, cin: i64, cout: i64, stride: i64, bottleneck: bool) -> (Self, i64) {
-        let bn = |p: nn::Path<'_>, c| nn::batch_norm2d(p, c, Default::default());
+        let bn = Bn::new2d;
         let (shapes, out): (Vec<(i64, i64, i64, i64)>, i64) = if bottleneck {
             (
                 vec![
@@ -64,13 +92,13 @@ impl ModuleT for Block {
         let mut y = x.shallow_clone();
         let last = self.convs.len() - 1;
         for (i, (c, b)) in self.convs.iter().enumerate() {
-            y = c.forward(&y).apply_t(b, train);
+            y = b.forward(&c.forward(&y), train);
             if i < last {
                 y = y.relu();
             }
         }
         let skip = match &self.shortcut {
-            Some((c, b)) => c.forward(x).apply_t(b, train),
+            Some((c, b)) => b.forward(&c.forward(x), train),
             None => x.shallow_clone(),
         };
         (y + skip).relu()
@@ -80,9 +108,9 @@ impl ModuleT for Block {
 /// Backbone plus embedding: `forward_t` gives embeddings.
 #[derive(Debug)]
 pub struct ResNet {
-    stem: (nn::Conv2D, nn::BatchNorm),
+    stem: (nn::Conv2D, Bn),
     layers: Vec<Vec<Block>>,
-    embedding: (nn::Linear, nn::BatchNorm),
+    embedding: (nn::Linear, Bn),
     stats_pooling: bool,
     /// The embedding size.
     pub embedding_size: i64,
@@ -100,7 +128,7 @@ impl ResNet {
                 3,
                 cfg.stem_stride,
             ),
-            nn::batch_norm2d(root / "stem" / "bn", cfg.width, Default::default()),
+            Bn::new2d(root / "stem" / "bn", cfg.width),
         );
         let mut cin = cfg.width;
         let mut layers = Vec::new();
@@ -132,7 +160,10 @@ impl ResNet {
                 cfg.embedding,
                 Default::default(),
             ),
-            nn::batch_norm1d(root / "embedding" / "bn", cfg.embedding, Default::default()),
+            Bn {
+                bn: nn::batch_norm1d(root / "embedding" / "bn", cfg.embedding, Default::default()),
+                frozen: false,
+            },
         );
         Ok(Self {
             stem,
@@ -144,6 +175,20 @@ impl ResNet {
     }
 }
 
+impl ResNet {
+    /// Pins to eval mode every BatchNorm whose weight is in `frozen` (given
+    /// by storage address, as `Tensor::data_ptr` reports it).
+    pub fn freeze_batchnorm(&mut self, frozen: &std::collections::HashSet<usize>) {
+        self.stem.1.freeze_if(frozen);
+        self.embedding.1.freeze_if(frozen);
+        for block in self.layers.iter_mut().flatten() {
+            for (_, bn) in block.convs.iter_mut().chain(block.shortcut.iter_mut()) {
+                bn.freeze_if(frozen);
+            }
+        }
+    }
+}
+
 impl ModuleT for ResNet {
     /// Images `N x C x H x W`; features `N x T x F` (made `N x 1 x F x T`).
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
@@ -152,7 +197,7 @@ impl ModuleT for ResNet {
         } else {
             x.shallow_clone()
         };
-        let mut y = self.stem.0.forward(&x).apply_t(&self.stem.1, train).relu();
+        let mut y = self.stem.1.forward(&self.stem.0.forward(&x), train).relu();
         for layer in &self.layers {
             for block in layer {
                 y = block.forward_t(&y, train);
@@ -172,9 +217,8 @@ impl ModuleT for ResNet {
             y.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
         };
         self.embedding
-            .0
-            .forward(&pooled)
-            .apply_t(&self.embedding.1, train)
+            .1
+            .forward(&self.embedding.0.forward(&pooled), train)
     }
 }
 

@@ -31,6 +31,9 @@ pub struct LoaderConfig {
     pub prefetch: usize,
     /// Drop a last, smaller batch.
     pub drop_last: bool,
+    /// Class-balanced batches of `batch / per_class` classes with
+    /// `per_class` items each (for triplet mining); `None` = plain order.
+    pub per_class: Option<usize>,
 }
 
 /// One batch: values row-major with `shape` (`[N, C, H, W]` for images,
@@ -57,17 +60,27 @@ pub struct Loader {
 impl Loader {
     /// Starts the workers for one epoch over `data`.
     pub fn new(data: Arc<DatasetReader>, cfg: LoaderConfig) -> Self {
-        let mut order: Vec<u32> = (0..data.len() as u32).collect();
-        if cfg.shuffle {
-            Rng::from_parts(&[cfg.seed, cfg.stage, cfg.epoch, 0x5348_5546]).shuffle(&mut order);
-        }
-        let mut batches: Vec<Vec<u32>> = order
-            .chunks(cfg.batch.max(1))
-            .map(<[u32]>::to_vec)
-            .collect();
-        if cfg.drop_last && batches.last().is_some_and(|b| b.len() < cfg.batch) {
-            batches.pop();
-        }
+        let mut rng = Rng::from_parts(&[cfg.seed, cfg.stage, cfg.epoch, 0x5348_5546]);
+        let batches = match cfg.per_class {
+            Some(k) => {
+                let labels: Vec<u32> = (0..data.len()).map(|i| data.record(i).label).collect();
+                balanced_batches(&labels, cfg.batch, k, &mut rng)
+            }
+            None => {
+                let mut order: Vec<u32> = (0..data.len() as u32).collect();
+                if cfg.shuffle {
+                    rng.shuffle(&mut order);
+                }
+                let mut batches: Vec<Vec<u32>> = order
+                    .chunks(cfg.batch.max(1))
+                    .map(<[u32]>::to_vec)
+                    .collect();
+                if cfg.drop_last && batches.last().is_some_and(|b| b.len() < cfg.batch) {
+                    batches.pop();
+                }
+                batches
+            }
+        };
         let total = batches.len();
         let workers = cfg.workers.clamp(1, total.max(1));
         let batches = Arc::new(batches);
@@ -116,6 +129,43 @@ impl Iterator for Loader {
             rx.recv()
                 .unwrap_or_else(|_| Err("a loader worker stopped".into())),
         )
+    }
+}
+
+/// Class-balanced batches (the "P x K" sampler of person re-identification
+/// and speaker recipes): each class's items are shuffled, repeated up to a
+/// multiple of `k` and cut into groups of `k`; each batch takes groups from
+/// `batch / k` distinct classes chosen at random. About one epoch's worth
+/// of items; classes run out unevenly, so batches stop when fewer than
+/// `batch / k` classes have groups left.
+pub fn balanced_batches(labels: &[u32], batch: usize, k: usize, rng: &mut Rng) -> Vec<Vec<u32>> {
+    let k = k.max(1);
+    let p = (batch / k).max(2);
+    let mut by_class: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
+    for (i, &l) in labels.iter().enumerate() {
+        by_class.entry(l).or_default().push(i as u32);
+    }
+    let mut groups: Vec<Vec<Vec<u32>>> = by_class
+        .into_values()
+        .map(|mut items| {
+            rng.shuffle(&mut items);
+            let n = items.len().div_ceil(k) * k;
+            let padded: Vec<u32> = items.iter().copied().cycle().take(n).collect();
+            padded.chunks(k).map(<[u32]>::to_vec).collect()
+        })
+        .collect();
+    let mut batches = Vec::new();
+    loop {
+        let mut open: Vec<usize> = (0..groups.len()).filter(|&c| !groups[c].is_empty()).collect();
+        if open.len() < p {
+            return batches;
+        }
+        rng.shuffle(&mut open);
+        let mut b = Vec::with_capacity(p * k);
+        for &c in &open[..p] {
+            b.extend(groups[c].pop().expect("open classes have groups"));
+        }
+        batches.push(b);
     }
 }
 
@@ -229,6 +279,7 @@ mod tests {
             workers,
             prefetch: 2,
             drop_last: false,
+            per_class: None,
         }
     }
 
@@ -251,5 +302,25 @@ mod tests {
         let mut seen: Vec<u32> = b.iter().flat_map(|x| x.items.clone()).collect();
         seen.sort_unstable();
         assert_eq!(seen, (0..37).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn balanced_batches_hold_k_items_of_each_of_p_classes() {
+        let labels: Vec<u32> = (0..60).map(|i| i % 5).collect();
+        let batches = balanced_batches(&labels, 12, 4, &mut Rng::from_parts(&[1]));
+        assert!(batches.len() >= 4, "{}", batches.len());
+        for b in &batches {
+            assert_eq!(b.len(), 12);
+            let mut classes: Vec<u32> = b.iter().map(|&i| labels[i as usize]).collect();
+            for chunk in classes.chunks(4) {
+                assert!(chunk.iter().all(|&c| c == chunk[0]), "{classes:?}");
+            }
+            classes.dedup();
+            classes.sort_unstable();
+            classes.dedup();
+            assert_eq!(classes.len(), 3, "three distinct classes");
+        }
+        let again = balanced_batches(&labels, 12, 4, &mut Rng::from_parts(&[1]));
+        assert_eq!(batches, again, "seeded");
     }
 }

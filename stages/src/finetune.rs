@@ -1,0 +1,180 @@
+//! The `fine-tune` kind: moves a trained backbone to a new task. It starts
+//! from an upstream `model` (a `pretrain` or `freeze` stage), from external
+//! weights (`init`), or from scratch (neither: the baseline), replaces the
+//! head for the new classes, optionally adapts the stem to other input
+//! channels, and trains with per-group learning rates and early stopping.
+//! The training itself runs in the `tuneflow-torch` worker.
+
+use std::collections::BTreeMap;
+
+use crate::params::{ParamError, ParamReader, Spanned, ValueKind};
+use crate::registry::BuildContext;
+use crate::stage::{Inputs, Stage, StageContext, StageDecl, StageError, StageOutputs};
+use crate::train_config::{ModelConfig, TrainConfig, TransferConfig};
+use crate::train_params::{dataset_ref, key_params, model, train_config};
+use crate::worker::{run_training, WorkerSpec};
+
+/// A configured `fine-tune` stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FineTune {
+    config: TrainConfig,
+    data: String,
+    val: Option<String>,
+    policy: Option<String>,
+    /// The upstream model input (`stage/model`).
+    from: Option<String>,
+    /// External weights, relative to the pipeline folder.
+    init: Option<String>,
+    seed: i64,
+    name: String,
+}
+
+fn classes(r: &ParamReader<'_>) -> Option<Option<usize>> {
+    let Some(v) = r.raw("classes") else {
+        return Some(None);
+    };
+    match &v.kind {
+        ValueKind::Str(s) if s == "auto" => Some(None),
+        ValueKind::Int(n) if *n >= 2 => Some(Some(*n as usize)),
+        _ => {
+            r.error(ParamError {
+                message: "`classes` must be \"auto\" or an integer of at least 2".into(),
+                span: v.span.clone(),
+                label: "expected \"auto\" or a class count".into(),
+                help: None,
+            });
+            None
+        }
+    }
+}
+
+fn transfer(r: &ParamReader<'_>) -> Option<TransferConfig> {
+    let strategy = r
+        .choice("strategy", &["auto", "linear-probe", "partial", "full"])
+        .map_or_else(|| "auto".to_owned(), |s| s.value);
+    let backbone_lr = r.float("backbone-lr").map_or(1.0, |v| v.value);
+    Some(TransferConfig {
+        classes: classes(r)?,
+        strategy,
+        backbone_lr,
+        adapt_channels: r.bool("adapt-channels").is_some_and(|v| v.value),
+    })
+}
+
+/// The model config: from `model = {...}` unless it comes from `from`.
+fn model_config(
+    r: &ParamReader<'_>,
+    from: Option<&Spanned<String>>,
+) -> Option<ModelConfig> {
+    if let (Some(f), Some(m)) = (from, r.raw("model")) {
+        r.error(ParamError {
+            message: format!(
+                "`model` is set, but the model comes from `from = \"{}\"`",
+                f.value
+            ),
+            span: m.span.clone(),
+            label: "remove this".into(),
+            help: None,
+        });
+        return None;
+    }
+    // With `from`, the worker reads the real config from the upstream
+    // model; the default only fills the struct.
+    model(r)
+}
+
+/// Builds a `fine-tune` stage from its params.
+pub fn build(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
+    let data = dataset_ref(r, "data", true);
+    let val = dataset_ref(r, "val", false);
+    let from = r.str("from");
+    let init = r.str("init");
+    if let (Some(_), Some(i)) = (&from, &init) {
+        r.error(ParamError {
+            message: "set `from` (an upstream model) or `init` (a weights file), not both".into(),
+            span: i.span.clone(),
+            label: "conflicts with `from`".into(),
+            help: None,
+        });
+        return None;
+    }
+    let mut config = model_config(r, from.as_ref()).and_then(|m| train_config(r, m));
+    let transfer = transfer(r);
+    let data = data?;
+    if let Some(c) = &mut config {
+        c.transfer = Some(transfer?);
+    }
+    let mut refs = vec![data.written];
+    let val = val.map(|v| {
+        refs.push(v.written);
+        v.data
+    });
+    let from = from.map(|f| {
+        let output = if f.value.contains('.') {
+            f.value.clone()
+        } else {
+            format!("{}.model", f.value)
+        };
+        refs.push(Spanned {
+            value: output.clone(),
+            span: f.span,
+        });
+        output.replacen('.', "/", 1)
+    });
+    let deps: Vec<Spanned<String>> = init.iter().cloned().collect();
+    let stage = FineTune {
+        config: config?,
+        data: data.data,
+        val,
+        policy: data.policy,
+        from,
+        init: init.map(|i| i.value),
+        seed: cx.seed,
+        name: cx.name.to_owned(),
+    };
+    Some(StageDecl {
+        stage: Box::new(stage),
+        refs,
+        deps,
+        outs: vec![],
+        outputs: vec!["model".into()],
+    })
+}
+
+impl Stage for FineTune {
+    fn kind(&self) -> &'static str {
+        "fine-tune"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn params(&self) -> BTreeMap<String, String> {
+        let mut p = key_params(&self.config, self.seed, &self.name);
+        p.insert("from".into(), format!("{:?}", self.from));
+        p.insert("init".into(), format!("{:?}", self.init));
+        p
+    }
+
+    fn run(&self, cx: &StageContext, inputs: &Inputs) -> Result<StageOutputs, StageError> {
+        let spec = WorkerSpec {
+            kind: "fine-tune".into(),
+            stage: self.name.clone(),
+            config: serde_json::to_value(&self.config).expect("configs serialize"),
+            train: inputs.tree(&self.data)?,
+            val: self.val.as_deref().map(|v| inputs.tree(v)).transpose()?,
+            policy: self
+                .policy
+                .as_ref()
+                .and_then(|p| inputs.paths.get(p).cloned()),
+            model: self.from.as_deref().map(|m| inputs.tree(m)).transpose()?,
+            init: self.init.as_ref().map(|i| cx.workdir.join(i)),
+            out: cx.scratch.join("model"),
+            checkpoints: cx.checkpoints.clone(),
+            seed: self.seed,
+            device: cx.device.clone(),
+        };
+        run_training(cx, &spec)
+    }
+}

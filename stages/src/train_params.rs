@@ -1,0 +1,183 @@
+//! Reading the params the training kinds (`pretrain`, `fine-tune`) share:
+//! dataset references, the model, loss, optimizer, schedule and loop
+//! settings. Every error is recorded with its span, as for other kinds.
+
+use crate::params::{ParamError, ParamReader, Spanned, Value};
+use crate::schedule::Shape;
+use crate::train_config::{EarlyStopping, LossConfig, ModelConfig, OptimizerConfig, TrainConfig};
+
+/// A dataset reference, resolved to input names.
+pub struct DataRef {
+    /// What was written (for the planner).
+    pub written: Spanned<String>,
+    /// The dataset input: `stage/output`.
+    pub data: String,
+    /// The augmentation policy input, when a bare stage was named.
+    pub policy: Option<String>,
+}
+
+/// A dataset reference: `stage.output` names one output (input
+/// `stage/output`); a bare `stage` reads all of its outputs and uses
+/// `dataset` (and `policy`, from an `augment` stage).
+pub fn dataset_ref(r: &ParamReader<'_>, key: &str, required: bool) -> Option<DataRef> {
+    let v = if required {
+        r.required_str(key, "a dataset: `stage` or `stage.output`")?
+    } else {
+        r.str(key)?
+    };
+    Some(match v.value.split_once('.') {
+        Some((stage, output)) => DataRef {
+            data: format!("{stage}/{output}"),
+            policy: None,
+            written: v,
+        },
+        None => DataRef {
+            data: format!("{}/dataset", v.value),
+            policy: Some(format!("{}/policy", v.value)),
+            written: v,
+        },
+    })
+}
+
+/// `value` (or `default`) deserialized as `T`, or an error on `key`.
+pub fn typed<T: serde::de::DeserializeOwned>(
+    r: &ParamReader<'_>,
+    key: &str,
+    value: Option<&Value>,
+    default: serde_json::Value,
+) -> Option<T> {
+    let json = value.map_or(default, Value::to_json);
+    serde_json::from_value(json)
+        .map_err(|e| {
+            r.error(ParamError {
+                message: format!("invalid `{key}`: {e}"),
+                span: value.and_then(|v| v.span.clone()),
+                label: "here".into(),
+                help: None,
+            });
+        })
+        .ok()
+}
+
+/// The `model = { ... }` table.
+pub fn model(r: &ParamReader<'_>) -> Option<ModelConfig> {
+    typed(
+        r,
+        "model",
+        r.raw("model"),
+        serde_json::json!({ "depth": 10 }),
+    )
+}
+
+fn optimizer(r: &ParamReader<'_>) -> Option<(OptimizerConfig, f64)> {
+    let raw = r.raw("optimizer");
+    let mut json = raw.map_or(
+        serde_json::json!({ "kind": "sgd", "momentum": 0.9 }),
+        Value::to_json,
+    );
+    let lr = json
+        .as_object_mut()
+        .and_then(|o| o.remove("lr"))
+        .and_then(|v| v.as_f64())
+        .unwrap_or(0.1);
+    let config = typed(r, "optimizer", raw, json)?;
+    Some((config, lr))
+}
+
+/// The `loss = { kind = ..., ... }` table, defaults resolved per kind.
+pub fn loss(r: &ParamReader<'_>) -> Option<LossConfig> {
+    let Some(read) = r.nested("loss", |l| {
+        let kind = l.choice("kind", &["softmax", "arcface", "cosface", "triplet"])?;
+        let mut c = LossConfig::with_defaults(&kind.value);
+        if let Some(s) = l.float("scale") {
+            c.scale = s.value;
+        }
+        if let Some(m) = l.float("margin") {
+            c.margin = m.value;
+        }
+        if let Some(e) = l.bool("easy-margin") {
+            c.easy_margin = e.value;
+        }
+        if let Some(ls) = l.float("label-smoothing") {
+            if !(0.0..1.0).contains(&ls.value) {
+                l.error(ParamError {
+                    message: format!("`label-smoothing` must be in [0, 1), not {}", ls.value),
+                    span: ls.span,
+                    label: "out of range".into(),
+                    help: None,
+                });
+                return None;
+            }
+            c.label_smoothing = ls.value;
+        }
+        if let Some(k) = l.uint("per-class") {
+            c.per_class = (k.value as usize).max(2);
+        }
+        Some(c)
+    }) else {
+        return Some(LossConfig::softmax());
+    };
+    read
+}
+
+fn early_stopping(r: &ParamReader<'_>) -> Option<Option<EarlyStopping>> {
+    let Some(read) = r.nested("early-stopping", |e| {
+        let metric = e
+            .choice("metric", &["val_acc", "val_loss"])
+            .map_or_else(|| "val_acc".to_owned(), |m| m.value);
+        EarlyStopping {
+            metric,
+            patience: e.uint("patience").map_or(3, |p| p.value),
+            min_delta: e.float("min-delta").map_or(0.0, |d| d.value),
+        }
+    }) else {
+        return Some(None);
+    };
+    Some(Some(read))
+}
+
+/// Everything a training stage shares; `model` is read by the caller
+/// (fine-tune may take it from its upstream instead).
+pub fn train_config(r: &ParamReader<'_>, model: ModelConfig) -> Option<TrainConfig> {
+    let (optimizer, lr) = optimizer(r)?;
+    let schedule: Shape = typed(
+        r,
+        "schedule",
+        r.raw("schedule"),
+        serde_json::json!({ "kind": "constant" }),
+    )?;
+    let precision = r
+        .choice("precision", &["fp32", "bf16"])
+        .map_or_else(|| "fp32".to_owned(), |p| p.value);
+    Some(TrainConfig {
+        model,
+        loss: loss(r)?,
+        optimizer,
+        lr,
+        schedule,
+        warmup_epochs: r.uint("warmup-epochs").map_or(0, |v| v.value),
+        epochs: r.uint("epochs").map_or(10, |v| v.value),
+        batch: r.uint("batch").map_or(32, |v| v.value as usize),
+        frames: r.uint("frames").map_or(100, |v| v.value as u32),
+        clip_grad: r.float("clip-grad").map(|v| v.value),
+        early_stopping: early_stopping(r)?,
+        precision,
+        transfer: None,
+    })
+}
+
+/// A training stage's key params: the config, flattened, plus seed and name.
+pub fn key_params(
+    config: &TrainConfig,
+    seed: i64,
+    name: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let mut p = std::collections::BTreeMap::new();
+    let json = serde_json::to_value(config).expect("configs serialize");
+    for (k, v) in json.as_object().expect("a struct") {
+        p.insert(k.clone(), v.to_string());
+    }
+    p.insert("seed".into(), seed.to_string());
+    p.insert("stage".into(), name.to_owned());
+    p
+}
