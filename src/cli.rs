@@ -34,6 +34,8 @@ pub enum Command {
     /// Inspects and maintains the cache.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Copies a cached stage output out of the cache.
+    Export(ExportArgs),
     /// Builds the small real datasets the tests and the demo use.
     Fixtures(crate::fixtures::FixtureArgs),
 }
@@ -71,6 +73,21 @@ pub struct StatusArgs {
     /// One JSON object per stage.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `tuneflow export`.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The pipeline file.
+    pub pipeline: PathBuf,
+    /// `STAGE` (its only output, or `model`) or `STAGE.OUTPUT`.
+    pub output: String,
+    /// Where to write it; must not exist yet.
+    #[arg(long, value_name = "PATH")]
+    pub to: PathBuf,
+    /// Overrides, as for `run`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
 }
 
 /// `tuneflow graph`.

@@ -6,6 +6,7 @@ pub mod commands;
 pub mod engine;
 pub mod error;
 pub mod executor;
+pub mod export;
 pub mod fixtures;
 pub mod graph;
 pub mod keys;

@@ -30,7 +30,7 @@ pub fn status(args: &StatusArgs, cache_flag: Option<&Path>) -> Result<i32, RunEr
     let lines = match CacheLock::acquire(&layout.lock()) {
         Ok(_lock) => {
             let index = Index::open(&layout.index())?;
-            compute(&plan, &index)?
+            compute(&plan, &index)?.0
         }
         Err(LockError::InUse { pid, .. }) => from_running(&layout, &plan, &pid),
         Err(e) => return Err(e.into()),
@@ -64,8 +64,12 @@ fn from_running(layout: &tuneflow_cache::CacheLayout, plan: &Plan, pid: &str) ->
         .collect()
 }
 
-/// Computes every stage's status without running or restoring anything.
-pub fn compute(plan: &Plan, index: &Index) -> Result<Vec<StageStatus>, RunError> {
+/// Computes every stage's status without running or restoring anything,
+/// and the manifest of every stage that is cached.
+pub fn compute(
+    plan: &Plan,
+    index: &Index,
+) -> Result<(Vec<StageStatus>, Vec<Option<Manifest>>), RunError> {
     let stats = StatCache::new(index);
     let mut manifests: Vec<Option<Manifest>> = vec![None; plan.stages.len()];
     let mut out = Vec::with_capacity(plan.stages.len());
@@ -111,7 +115,7 @@ pub fn compute(plan: &Plan, index: &Index) -> Result<Vec<StageStatus>, RunError>
             reason,
         });
     }
-    Ok(out)
+    Ok((out, manifests))
 }
 
 fn print(lines: &[StageStatus], json: bool) {

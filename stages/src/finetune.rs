@@ -62,10 +62,7 @@ fn transfer(r: &ParamReader<'_>) -> Option<TransferConfig> {
 }
 
 /// The model config: from `model = {...}` unless it comes from `from`.
-fn model_config(
-    r: &ParamReader<'_>,
-    from: Option<&Spanned<String>>,
-) -> Option<ModelConfig> {
+fn model_config(r: &ParamReader<'_>, from: Option<&Spanned<String>>) -> Option<ModelConfig> {
     if let (Some(f), Some(m)) = (from, r.raw("model")) {
         r.error(ParamError {
             message: format!(

@@ -105,7 +105,10 @@ pub fn build(_cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
                 return None;
             }
         };
-    let prefixes: Vec<String> = list.iter().filter_map(|p| check_prefix(r, key, p)).collect();
+    let prefixes: Vec<String> = list
+        .iter()
+        .filter_map(|p| check_prefix(r, key, p))
+        .collect();
     if prefixes.len() != list.len() {
         return None;
     }

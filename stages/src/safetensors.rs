@@ -19,17 +19,19 @@ pub struct TensorInfo {
 /// The tensors in `path`, sorted by name (`__metadata__` left out).
 pub fn read_header(path: &Path) -> Result<Vec<(String, TensorInfo)>, String> {
     let bad = |why: &str| format!("`{}` is not a safetensors file: {why}", path.display());
-    let mut f =
-        std::fs::File::open(path).map_err(|e| format!("failed to open `{}`: {e}", path.display()))?;
+    let mut f = std::fs::File::open(path)
+        .map_err(|e| format!("failed to open `{}`: {e}", path.display()))?;
     let mut len = [0u8; 8];
-    f.read_exact(&mut len).map_err(|_| bad("shorter than 8 bytes"))?;
+    f.read_exact(&mut len)
+        .map_err(|_| bad("shorter than 8 bytes"))?;
     let len = u64::from_le_bytes(len);
     let size = f.metadata().map(|m| m.len()).unwrap_or(0);
     if len > size.saturating_sub(8) || len > 100 << 20 {
         return Err(bad(&format!("header length {len} exceeds the file")));
     }
     let mut header = vec![0u8; len as usize];
-    f.read_exact(&mut header).map_err(|_| bad("truncated header"))?;
+    f.read_exact(&mut header)
+        .map_err(|_| bad("truncated header"))?;
     let map: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(&header).map_err(|e| bad(&format!("bad header JSON: {e}")))?;
     let mut out = Vec::with_capacity(map.len());
@@ -37,12 +39,31 @@ pub fn read_header(path: &Path) -> Result<Vec<(String, TensorInfo)>, String> {
         if name == "__metadata__" {
             continue;
         }
-        let info: TensorInfo = serde_json::from_value(v)
-            .map_err(|e| bad(&format!("bad entry for `{name}`: {e}")))?;
+        let info: TensorInfo =
+            serde_json::from_value(v).map_err(|e| bad(&format!("bad entry for `{name}`: {e}")))?;
         out.push((name, info));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
+}
+
+/// Every tensor in `path` with its raw little-endian bytes, sorted by name.
+pub fn read_tensors(path: &Path) -> Result<Vec<(String, TensorInfo, Vec<u8>)>, String> {
+    let header = read_header(path)?;
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("failed to read `{}`: {e}", path.display()))?;
+    let start = 8 + u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    header
+        .into_iter()
+        .map(|(name, info)| {
+            let [a, b] = info.data_offsets.map(|o| start + o as usize);
+            let data = bytes
+                .get(a..b)
+                .ok_or_else(|| format!("`{}`: `{name}` lies past the end", path.display()))?
+                .to_vec();
+            Ok((name, info, data))
+        })
+        .collect()
 }
 
 #[cfg(test)]

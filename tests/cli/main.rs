@@ -11,3 +11,5 @@ mod runs;
 mod torch;
 #[cfg(feature = "torch")]
 mod train;
+#[cfg(feature = "torch")]
+mod transfer;

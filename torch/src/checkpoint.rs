@@ -136,10 +136,17 @@ pub fn save(
         serde_json::to_vec(progress).expect("progress serializes"),
     )
     .map_err(|e| err(&e))?;
-    let mut files = vec!["model.safetensors", "optimizer.safetensors", "progress.json"];
+    let mut files = vec![
+        "model.safetensors",
+        "optimizer.safetensors",
+        "progress.json",
+    ];
     if improved {
-        std::fs::copy(ckpt.join("model.safetensors"), ckpt.join("best.safetensors"))
-            .map_err(|e| err(&e))?;
+        std::fs::copy(
+            ckpt.join("model.safetensors"),
+            ckpt.join("best.safetensors"),
+        )
+        .map_err(|e| err(&e))?;
         files.push("best.safetensors");
     } else if let Some(prev) = previous_best {
         std::fs::copy(prev, ckpt.join("best.safetensors")).map_err(|e| err(&e))?;

@@ -139,7 +139,9 @@ pub fn batch_hard_triplet(emb: &Tensor, y: &Tensor, margin: f64) -> (Tensor, i64
     let pos_mask = same.logical_and(&eye.logical_not());
     let far = 1e9;
     let hardest_pos = d.where_self(&pos_mask, &d.zeros_like()).amax([1], false);
-    let hardest_neg = d.where_self(&same.logical_not(), &(d.ones_like() * far)).amin([1], false);
+    let hardest_neg = d
+        .where_self(&same.logical_not(), &(d.ones_like() * far))
+        .amin([1], false);
     let has_both = pos_mask
         .any_dim(1, false)
         .logical_and(&same.logical_not().any_dim(1, false));
@@ -206,7 +208,12 @@ mod tests {
         let cos = Tensor::from_slice(&[0.6f32, 0.2, -0.4, 0.9]).reshape([2, 2]);
         let y = Tensor::from_slice(&[1i64, 1]);
         let got = values(&margin_logits(&cos, &y, &cfg("cosface", false)));
-        let want = [30.0 * 0.6, 30.0 * (0.2 - 0.35), 30.0 * -0.4, 30.0 * (0.9 - 0.35)];
+        let want = [
+            30.0 * 0.6,
+            30.0 * (0.2 - 0.35),
+            30.0 * -0.4,
+            30.0 * (0.9 - 0.35),
+        ];
         for (g, w) in got.iter().zip(want) {
             assert!((g - w).abs() < 1e-4, "{got:?} vs {want:?}");
         }

@@ -156,7 +156,9 @@ pub fn balanced_batches(labels: &[u32], batch: usize, k: usize, rng: &mut Rng) -
         .collect();
     let mut batches = Vec::new();
     loop {
-        let mut open: Vec<usize> = (0..groups.len()).filter(|&c| !groups[c].is_empty()).collect();
+        let mut open: Vec<usize> = (0..groups.len())
+            .filter(|&c| !groups[c].is_empty())
+            .collect();
         if open.len() < p {
             return batches;
         }
