@@ -17,9 +17,10 @@ BIN := $(CARGO_TARGET_DIR)/release/tuneflow
 # Debian packages the fixtures need (espeak-ng voices, sox resampling),
 # installed only when a command is missing.
 deps:
-	@command -v espeak-ng >/dev/null && command -v sox >/dev/null || \
-	    (DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng sox || \
-	     (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng sox))
+	@command -v espeak-ng >/dev/null && command -v sox >/dev/null && \
+	    test -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf || \
+	    (DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng sox fonts-dejavu-core || \
+	     (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng sox fonts-dejavu-core))
 
 build:
 	cargo build --release --locked --workspace --bins
@@ -42,3 +43,5 @@ fmt:
 bench: build
 	scripts/bench-data.sh "$(BIN)"
 	scripts/bench-runner.sh "$(BIN)"
+	scripts/bench-train.sh "$(BIN)-torch"
+	python3 scripts/bench_wait.py "$(BIN)" "$(CACHE_HOME)/bench-fixtures"

@@ -34,8 +34,10 @@ pub enum Command {
     /// Inspects and maintains the cache.
     #[command(subcommand)]
     Cache(CacheCommand),
-    /// Copies a cached stage output out of the cache.
+    /// Copies a cached stage output out of the cache (embeddings as .npy or .safetensors).
     Export(ExportArgs),
+    /// Prints the evaluation metrics of the latest run (or its change since the previous one).
+    Metrics(MetricsArgs),
     /// Builds the small real datasets the tests and the demo use.
     Fixtures(crate::fixtures::FixtureArgs),
 }
@@ -85,9 +87,38 @@ pub struct ExportArgs {
     /// Where to write it; must not exist yet.
     #[arg(long, value_name = "PATH")]
     pub to: PathBuf,
+    /// `raw` copies the output as stored; `npy` and `safetensors` convert
+    /// an embeddings artifact (from `extract`).
+    #[arg(long, value_enum, default_value = "raw")]
+    pub format: ExportFormat,
     /// Overrides, as for `run`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+}
+
+/// What `tuneflow export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// The output as stored (a file or a folder).
+    Raw,
+    /// The embedding matrix as a NumPy `.npy` (float32, rows x dim).
+    Npy,
+    /// `embeddings` (F32) and `labels` (I64), with ids and class names in
+    /// the metadata.
+    Safetensors,
+}
+
+/// `tuneflow metrics`.
+#[derive(Debug, clap::Args)]
+pub struct MetricsArgs {
+    /// The pipeline file.
+    pub pipeline: PathBuf,
+    /// Compare the latest run with the previous run of this pipeline.
+    #[arg(long)]
+    pub diff: bool,
+    /// One JSON object per stage.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `tuneflow graph`.

@@ -28,6 +28,7 @@ pub fn main(cli: Cli) -> i32 {
         Command::Cache(CacheCommand::Du(a)) => crate::maintenance::du(&a, cache_dir.as_deref()),
         Command::Cache(CacheCommand::Gc(a)) => crate::maintenance::gc(&a, cache_dir.as_deref()),
         Command::Export(a) => crate::export::export(&a, cache_dir.as_deref()),
+        Command::Metrics(a) => crate::metrics::metrics(&a, cache_dir.as_deref()),
         Command::Fixtures(a) => crate::fixtures::fixtures(&a),
     };
     match result {

@@ -11,6 +11,7 @@ pub mod fixtures;
 pub mod graph;
 pub mod keys;
 pub mod maintenance;
+pub mod metrics;
 pub mod outputs;
 pub mod plan;
 pub mod report;

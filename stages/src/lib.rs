@@ -9,11 +9,15 @@
 pub mod augment;
 pub mod command;
 pub mod data;
+pub mod evaluate;
+pub mod extract;
 pub mod finetune;
 pub mod freeze;
 pub mod ingest;
+pub mod metrics;
 mod params;
 pub mod paths;
+pub mod plots;
 pub mod pretrain;
 mod registry;
 pub mod rng;

@@ -14,6 +14,9 @@ pub const KINDS: &[&str] = &[
     "freeze",
     #[cfg(feature = "torch")]
     "fine-tune",
+    #[cfg(feature = "torch")]
+    "extract",
+    "evaluate",
 ];
 
 /// What a kind's builder may see besides the stage's own params.
@@ -43,6 +46,9 @@ pub fn build_stage(
         "freeze" => crate::freeze::build(cx, reader),
         #[cfg(feature = "torch")]
         "fine-tune" => crate::finetune::build(cx, reader),
+        #[cfg(feature = "torch")]
+        "extract" => crate::extract::build(cx, reader),
+        "evaluate" => crate::evaluate::build(cx, reader),
         _ => None,
     }
 }

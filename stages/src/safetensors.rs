@@ -66,6 +66,43 @@ pub fn read_tensors(path: &Path) -> Result<Vec<(String, TensorInfo, Vec<u8>)>, S
         .collect()
 }
 
+/// A tensor to write: name, dtype (`F32`, `I64`), shape, little-endian bytes.
+pub type NamedTensor<'a> = (&'a str, &'a str, Vec<u64>, &'a [u8]);
+
+/// Writes a `.safetensors` file: the tensors (in the order given), plus
+/// string `metadata`.
+pub fn write(
+    path: &Path,
+    tensors: &[NamedTensor<'_>],
+    metadata: &std::collections::BTreeMap<String, String>,
+) -> std::io::Result<()> {
+    let mut header = serde_json::Map::new();
+    if !metadata.is_empty() {
+        header.insert("__metadata__".into(), serde_json::json!(metadata));
+    }
+    let mut offset = 0u64;
+    for (name, dtype, shape, bytes) in tensors {
+        let end = offset + bytes.len() as u64;
+        header.insert(
+            (*name).to_owned(),
+            serde_json::json!({ "dtype": dtype, "shape": shape, "data_offsets": [offset, end] }),
+        );
+        offset = end;
+    }
+    let mut text = serde_json::to_vec(&header).expect("json");
+    while text.len() & 7 != 0 {
+        text.push(b' ');
+    }
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    use std::io::Write;
+    out.write_all(&(text.len() as u64).to_le_bytes())?;
+    out.write_all(&text)?;
+    for (_, _, _, bytes) in tensors {
+        out.write_all(bytes)?;
+    }
+    out.into_inner()?.sync_all()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +120,14 @@ mod tests {
         assert_eq!(t.len(), 2);
         assert_eq!(t[0].0, "a");
         assert_eq!(t[1].1.shape, [2]);
+        let meta = std::collections::BTreeMap::from([("k".to_owned(), "v".to_owned())]);
+        let w = dir.path().join("w.safetensors");
+        write(&w, &[("x", "F32", vec![2], &[0u8; 8][..])], &meta).unwrap();
+        let back = read_tensors(&w).unwrap();
+        assert_eq!(
+            (back[0].0.as_str(), back[0].1.shape.as_slice()),
+            ("x", &[2u64][..])
+        );
         std::fs::write(&p, b"\xff\xff\xff\xff\xff\xff\xff\x7fjunk").unwrap();
         assert!(read_header(&p).unwrap_err().contains("exceeds the file"));
     }

@@ -145,3 +145,46 @@ fn a_non_finite_loss_fails_with_epoch_and_batch() {
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("at epoch 1, batch"), "{}", r.stderr);
 }
+
+#[test]
+fn arcface_with_label_smoothing_and_triplet_with_balanced_batches_train() {
+    let f = digits_fixture(1, 0.05, 40);
+    let mut text = pipeline(1, 0.05, 40);
+    text.push_str(
+        r#"
+[stage.arcface]
+kind = "pretrain"
+data = "digits.train"
+val = "digits.val"
+model = { depth = 10, width = 8, embedding = 32 }
+loss = { kind = "arcface", scale = 16, margin = 0.3, label-smoothing = 0.1 }
+optimizer = { kind = "adamw", lr = 0.003 }
+epochs = 2
+batch = 16
+
+[stage.triplet]
+kind = "pretrain"
+data = "digits.train"
+val = "digits.val"
+model = { depth = 10, width = 8, embedding = 32 }
+loss = { kind = "triplet", margin = 0.3, per-class = 4 }
+optimizer = { kind = "adamw", lr = 0.003 }
+epochs = 2
+batch = 16
+"#,
+    );
+    f.write("p.toml", &text);
+    let r = f.run_ok("p.toml", &[]);
+    for stage in ["arcface", "triplet"] {
+        let ep: Vec<_> = epochs(&r)
+            .into_iter()
+            .filter(|e| e["stage"] == stage)
+            .collect();
+        assert_eq!(ep.len(), 2, "{stage}");
+        let last = &ep[1];
+        assert!(last["train_loss"].as_f64().unwrap().is_finite(), "{last}");
+        // Above chance: 0.2 for five classes; for triplets, anchors whose
+        // hardest positive is nearer than their hardest negative.
+        assert!(last["val_acc"].as_f64().unwrap() > 0.2, "{stage}: {last}");
+    }
+}

@@ -2,7 +2,9 @@
 //! training loop the `tuneflow-torch` worker runs.
 
 pub mod amp;
+pub mod bench;
 pub mod checkpoint;
+pub mod extract;
 pub mod heads;
 pub mod model;
 pub mod optim;

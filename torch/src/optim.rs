@@ -52,25 +52,14 @@ impl Optimizer {
                         nesterov,
                         weight_decay,
                     } => {
-                        let mut g = if *weight_decay != 0.0 {
-                            &grad + &p * *weight_decay
-                        } else {
-                            grad.copy()
-                        };
-                        if *momentum != 0.0 {
-                            let buf = &mut self.buffers[i][0];
-                            if t == 1 {
-                                buf.copy_(&g);
-                            } else {
-                                let _ = buf.g_mul_scalar_(*momentum).g_add_(&g);
-                            }
-                            g = if *nesterov {
-                                &g + &*buf * *momentum
-                            } else {
-                                buf.copy()
-                            };
-                        }
-                        let _ = p.g_add_(&(g * -lr));
+                        sgd_update(
+                            &mut p,
+                            &grad,
+                            &mut self.buffers[i][0],
+                            t == 1,
+                            lr,
+                            (*momentum, *nesterov, *weight_decay),
+                        );
                     }
                     OptimizerConfig::AdamW {
                         beta1,
@@ -138,6 +127,47 @@ impl Optimizer {
 
 /// Scales gradients so their global L2 norm is at most `max_norm`; returns
 /// the norm before clipping.
+/// One SGD update, in place and without temporaries (this runs once per
+/// parameter per step, so dispatches and allocations show up in step
+/// time). `grad` itself is left as it was, as in PyTorch: weight decay and
+/// Nesterov work on one temporary. Scalars go in as 0-dim tensors of the
+/// parameter's dtype, as PyTorch's `alpha` arguments are converted.
+fn sgd_update(
+    p: &mut Tensor,
+    grad: &Tensor,
+    buf: &mut Tensor,
+    first: bool,
+    lr: f64,
+    (momentum, nesterov, weight_decay): (f64, bool, f64),
+) {
+    let scalar = |v: f64| Tensor::from(v).to_kind(p.kind());
+    let mut g = if weight_decay != 0.0 {
+        let mut g = &*p * weight_decay;
+        let _ = g.g_add_(grad);
+        g
+    } else if nesterov {
+        grad.copy()
+    } else {
+        grad.shallow_clone()
+    };
+    let direction = if momentum != 0.0 {
+        if first {
+            buf.copy_(&g);
+        } else {
+            let _ = buf.g_mul_scalar_(momentum).g_add_(&g);
+        }
+        if nesterov {
+            let _ = g.addcmul_(buf, &scalar(momentum));
+            g
+        } else {
+            buf.shallow_clone()
+        }
+    } else {
+        g
+    };
+    let _ = p.addcmul_(&direction, &scalar(-lr));
+}
+
 pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> f64 {
     let total: f64 = params
         .iter()

@@ -150,7 +150,7 @@ pub fn run(spec: &WorkerSpec) -> Result<(), String> {
         checkpoint::save(&spec.checkpoints, &s.net.vs, &opt, &progress, improved)?;
     }
     let restored = restore_best(&mut s, &run, &spec.checkpoints)?;
-    write_outputs(spec, &cfg, &s, &run.train, &progress, restored)
+    write_outputs(spec, &s, &run, &progress, restored)
 }
 
 /// Early stopping bookkeeping; returns whether this epoch is the best yet.
@@ -308,9 +308,8 @@ fn evaluate(net: &Net, run: &Run<'_>, data: &Arc<DatasetReader>) -> Result<(f64,
 
 fn write_outputs(
     spec: &WorkerSpec,
-    cfg: &TrainConfig,
     s: &Setup,
-    train: &DatasetReader,
+    run: &Run<'_>,
     progress: &Progress,
     restored: Option<(f64, f64)>,
 ) -> Result<(), String> {
@@ -324,10 +323,11 @@ fn write_outputs(
         "config.json",
         &serde_json::json!({
             "model": s.net.model,
-            "loss": cfg.loss,
-            "classes": train.info.classes,
-            "data-kind": train.info.kind,
-            "data-shape": train.info.shape,
+            "loss": run.cfg.loss,
+            "classes": run.train.info.classes,
+            "data-kind": run.train.info.kind,
+            "data-shape": run.train.info.shape,
+            "eval-ops": eval_ops(&run.ops),
             "source": s.source,
             "frozen": s.frozen,
         }),

@@ -9,7 +9,7 @@ use std::path::Path;
 use tch::{nn, Device, Kind, Tensor};
 use tuneflow_stages::data::dataset::DatasetInfo;
 use tuneflow_stages::freeze::FreezeFile;
-use tuneflow_stages::train_config::{ModelConfig, TrainConfig, TransferConfig};
+use tuneflow_stages::train_config::{LossConfig, ModelConfig, TrainConfig, TransferConfig};
 use tuneflow_stages::worker::WorkerSpec;
 
 use crate::heads::Head;
@@ -59,7 +59,7 @@ pub fn build_net(
     model: &ModelConfig,
     info: &DatasetInfo,
     classes: i64,
-    cfg: &TrainConfig,
+    loss: &LossConfig,
     device: Device,
 ) -> Result<Net, String> {
     if model.arch != "resnet" {
@@ -71,7 +71,7 @@ pub fn build_net(
     let (model, bins) = resolve_model(model, info);
     let vs = nn::VarStore::new(device);
     let backbone = ResNet::new(&(vs.root() / "backbone"), &model, bins)?;
-    let head = Head::new(&(vs.root() / "head"), model.embedding, classes, &cfg.loss);
+    let head = Head::new(&(vs.root() / "head"), model.embedding, classes, loss);
     Ok(Net {
         vs,
         backbone,
@@ -100,7 +100,7 @@ pub fn setup(
     };
     let upstream = spec.model.as_ref().map(read_upstream).transpose()?;
     let base = upstream.as_ref().map_or(&cfg.model, |u| &u.model);
-    let mut net = build_net(base, train, classes as i64, cfg, device)?;
+    let mut net = build_net(base, train, classes as i64, &cfg.loss, device)?;
     let adapt = transfer.as_ref().is_some_and(|t| t.adapt_channels);
     let source = match (&upstream, &spec.init) {
         (Some(u), _) => {

@@ -65,7 +65,7 @@ fn accuracy_after_training(loss: &str) -> f64 {
     let cfg = config(loss);
     let info = DatasetInfo::new("image", vec![1, 8, 8], vec!["l".into(), "r".into()]);
     tch::manual_seed(1);
-    let net = build_net(&cfg.model, &info, 2, &cfg, Device::Cpu).unwrap();
+    let net = build_net(&cfg.model, &info, 2, &cfg.loss, Device::Cpu).unwrap();
     let params: Vec<Tensor> = net.vs.trainable_variables();
     let mut opt = Optimizer::new(cfg.optimizer.clone(), &params);
     for step in 0..60 {
@@ -104,8 +104,8 @@ fn a_tiny_resnet_separates_the_toy_classes() {
 fn weights_round_trip_through_safetensors_exactly() {
     let cfg = config("softmax");
     let info = DatasetInfo::new("image", vec![1, 8, 8], vec!["a".into(), "b".into()]);
-    let a = build_net(&cfg.model, &info, 2, &cfg, Device::Cpu).unwrap();
-    let b = build_net(&cfg.model, &info, 2, &cfg, Device::Cpu).unwrap();
+    let a = build_net(&cfg.model, &info, 2, &cfg.loss, Device::Cpu).unwrap();
+    let b = build_net(&cfg.model, &info, 2, &cfg.loss, Device::Cpu).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.safetensors");
     save_sorted(&a.vs, &path).unwrap();

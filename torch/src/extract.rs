@@ -1,0 +1,252 @@
+//! The `extract` kind in the worker: embeddings (the `embedding` layer's
+//! output, before the head) for every item of a dataset split, batched,
+//! under `no_grad`, in eval mode. Images can be averaged with their
+//! horizontal flip; spectrograms are pooled over the whole utterance or
+//! averaged over fixed-length segments. Optional L2 normalisation. The
+//! head's class scores are kept too, for top-k accuracy.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tch::nn::ModuleT;
+use tch::{Device, Kind, Tensor};
+use tuneflow_stages::data::augment_ops::Op;
+use tuneflow_stages::data::dataset::DatasetReader;
+use tuneflow_stages::data::loader::{load_item, Loader, LoaderConfig};
+use tuneflow_stages::extract::{EmbeddingsMeta, ExtractConfig};
+use tuneflow_stages::train_config::{LossConfig, ModelConfig};
+use tuneflow_stages::worker::WorkerSpec;
+
+use crate::checkpoint::load_into;
+use crate::train::{device, emit, to_tensors};
+use crate::transfer::{build_net, Net};
+
+/// Runs `extract` for `spec`.
+pub fn run(spec: &WorkerSpec) -> Result<(), String> {
+    let cfg: ExtractConfig =
+        serde_json::from_value(spec.config.clone()).map_err(|e| format!("bad config: {e}"))?;
+    let files = spec.model.as_ref().ok_or("extract needs a model")?;
+    let get = |name: &str| {
+        files
+            .get(name)
+            .cloned()
+            .ok_or_else(|| format!("the model has no `{name}`"))
+    };
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(get("config.json")?).map_err(|e| e.to_string())?)
+            .map_err(|e| format!("bad model config.json: {e}"))?;
+    let data = Arc::new(DatasetReader::open(&|rel| spec.train.get(rel).cloned())?);
+    let head_classes: Vec<String> =
+        serde_json::from_value(config["classes"].clone()).unwrap_or_default();
+    let device = device(&spec.device);
+    let net = model_from(&config, &data, head_classes.len(), device)?;
+    load_into(&net.vs, &get("model.safetensors")?)?;
+    let ops: Vec<Op> = serde_json::from_value(config["eval-ops"].clone()).unwrap_or_default();
+    let (emb, scores) = tch::no_grad(|| {
+        if data.info.kind == "image" {
+            images(&net, &data, &cfg, &ops)
+        } else {
+            spectrograms(&net, &data, &cfg)
+        }
+    })?;
+    let emb = if cfg.normalize {
+        &emb / emb.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12)
+    } else {
+        emb
+    };
+    write(spec, &data, &emb, scores.as_ref(), &head_classes, &cfg)
+}
+
+/// The network as trained: the model config and loss from `config.json`.
+fn model_from(
+    config: &serde_json::Value,
+    data: &DatasetReader,
+    classes: usize,
+    device: Device,
+) -> Result<Net, String> {
+    let model: ModelConfig = serde_json::from_value(config["model"].clone())
+        .map_err(|e| format!("bad model config: {e}"))?;
+    let loss: LossConfig =
+        serde_json::from_value(config["loss"].clone()).unwrap_or_else(|_| LossConfig::softmax());
+    let shape: Vec<u32> = serde_json::from_value(config["data-shape"].clone()).unwrap_or_default();
+    if shape.first() != data.info.shape.first() {
+        return Err(format!(
+            "the model was trained on data of shape {shape:?}, this dataset has {:?}",
+            data.info.shape
+        ));
+    }
+    build_net(&model, &data.info, classes.max(1) as i64, &loss, device)
+}
+
+fn images(
+    net: &Net,
+    data: &Arc<DatasetReader>,
+    cfg: &ExtractConfig,
+    ops: &[Op],
+) -> Result<(Tensor, Option<Tensor>), String> {
+    let loader = Loader::new(
+        data.clone(),
+        LoaderConfig {
+            batch: cfg.batch,
+            shuffle: false,
+            seed: 0,
+            stage: 0,
+            epoch: 0,
+            ops: ops
+                .iter()
+                .filter(|o| matches!(o, Op::Normalize { .. }))
+                .cloned()
+                .collect(),
+            workers: 2,
+            prefetch: 2,
+            drop_last: false,
+            per_class: None,
+        },
+    );
+    let (mut embs, mut scores) = (Vec::new(), Vec::new());
+    for b in loader {
+        let (x, _) = to_tensors(&b?, net.vs.device());
+        let mut e = net.backbone.forward_t(&x, false);
+        if cfg.flip {
+            e = (e + net.backbone.forward_t(&x.flip([3]), false)) / 2.0;
+        }
+        if let Some(s) = net.head.logits(&e) {
+            scores.push(s);
+        }
+        embs.push(e);
+    }
+    Ok(cat(embs, scores))
+}
+
+fn spectrograms(
+    net: &Net,
+    data: &Arc<DatasetReader>,
+    cfg: &ExtractConfig,
+) -> Result<(Tensor, Option<Tensor>), String> {
+    let loader_cfg = LoaderConfig {
+        batch: 1,
+        shuffle: false,
+        seed: 0,
+        stage: 0,
+        epoch: 0,
+        ops: vec![],
+        workers: 1,
+        prefetch: 1,
+        drop_last: false,
+        per_class: None,
+    };
+    let device = net.vs.device();
+    let (mut embs, mut scores) = (Vec::new(), Vec::new());
+    for i in 0..data.len() {
+        let (values, shape) = load_item(data, i as u32, &loader_cfg)?;
+        let (frames, bins) = (shape[0] as i64, shape[1] as i64);
+        let x = Tensor::from_slice(&values).reshape([frames, bins]);
+        let x = match cfg.segment {
+            0 => x.unsqueeze(0),
+            seg => segments(&x, i64::from(seg)),
+        };
+        let e = net
+            .backbone
+            .forward_t(&x.to(device), false)
+            .mean_dim(0, true, Kind::Float);
+        if let Some(s) = net.head.logits(&e) {
+            scores.push(s);
+        }
+        embs.push(e);
+    }
+    Ok(cat(embs, scores))
+}
+
+/// Windows of `len` frames with hop `len` (`S x len x F`); an utterance
+/// shorter than one window is repeated to fill it.
+pub fn segments(x: &Tensor, len: i64) -> Tensor {
+    let frames = x.size()[0];
+    let x = if frames < len {
+        x.repeat([(len + frames - 1) / frames, 1]).narrow(0, 0, len)
+    } else {
+        x.shallow_clone()
+    };
+    let n = x.size()[0] / len;
+    x.narrow(0, 0, n * len).reshape([n, len, -1])
+}
+
+fn cat(embs: Vec<Tensor>, scores: Vec<Tensor>) -> (Tensor, Option<Tensor>) {
+    let scores = (!scores.is_empty()).then(|| Tensor::cat(&scores, 0));
+    (Tensor::cat(&embs, 0), scores)
+}
+
+fn f32_bytes(t: &Tensor) -> Result<Vec<u8>, String> {
+    let v: Vec<f32> = Vec::try_from(t.to_kind(Kind::Float).to(Device::Cpu).flatten(0, -1))
+        .map_err(|e: tch::TchError| e.to_string())?;
+    Ok(v.iter().flat_map(|x| x.to_le_bytes()).collect())
+}
+
+fn write(
+    spec: &WorkerSpec,
+    data: &DatasetReader,
+    emb: &Tensor,
+    scores: Option<&Tensor>,
+    head_classes: &[String],
+    cfg: &ExtractConfig,
+) -> Result<(), String> {
+    let out = &spec.out;
+    let put = |name: &str, bytes: &[u8]| {
+        std::fs::write(out.join(name), bytes).map_err(|e| format!("failed to write `{name}`: {e}"))
+    };
+    put("embeddings.f32", &f32_bytes(emb)?)?;
+    if let Some(s) = scores {
+        put("scores.f32", &f32_bytes(s)?)?;
+    }
+    let ids = read_ids(&spec.train)?;
+    let meta = EmbeddingsMeta {
+        count: data.len(),
+        dim: emb.size()[1] as usize,
+        ids: data
+            .indices
+            .iter()
+            .map(|&i| ids.get(i as usize).cloned().unwrap_or_default())
+            .collect(),
+        labels: (0..data.len()).map(|i| data.record(i).label).collect(),
+        indices: data.indices.clone(),
+        classes: data.info.classes.clone(),
+        head_classes: scores.map(|_| head_classes.to_vec()),
+        normalized: cfg.normalize,
+    };
+    put(
+        "items.json",
+        &serde_json::to_vec(&meta).expect("metadata serializes"),
+    )?;
+    if let Some(trials) = spec.train.get("trials.txt") {
+        std::fs::copy(trials, out.join("trials.txt"))
+            .map_err(|e| format!("failed to copy the trials: {e}"))?;
+    }
+    emit(&serde_json::json!({
+        "event": "result", "items": meta.count, "dim": meta.dim,
+        "trials": spec.train.contains_key("trials.txt"),
+    }));
+    Ok(())
+}
+
+fn read_ids(files: &BTreeMap<String, PathBuf>) -> Result<Vec<String>, String> {
+    let Some(p) = files.get("ids.txt") else {
+        return Ok(vec![]);
+    };
+    let text = std::fs::read_to_string(Path::new(p)).map_err(|e| e.to_string())?;
+    Ok(text.lines().map(str::to_owned).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_cover_long_utterances_and_repeat_short_ones() {
+        let long = Tensor::arange(25 * 2, (Kind::Float, Device::Cpu)).reshape([25, 2]);
+        assert_eq!(segments(&long, 10).size(), [2, 10, 2]);
+        let short = Tensor::arange(4 * 2, (Kind::Float, Device::Cpu)).reshape([4, 2]);
+        let s = segments(&short, 10);
+        assert_eq!(s.size(), [1, 10, 2]);
+        assert_eq!(s.double_value(&[0, 4, 0]), 0.0, "repeats from the start");
+    }
+}
