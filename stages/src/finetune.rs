@@ -53,11 +53,23 @@ fn transfer(r: &ParamReader<'_>) -> Option<TransferConfig> {
         .choice("strategy", &["auto", "linear-probe", "partial", "full"])
         .map_or_else(|| "auto".to_owned(), |s| s.value);
     let backbone_lr = r.float("backbone-lr").map_or(1.0, |v| v.value);
+    let reinit = r
+        .str_list("reinit")
+        .into_iter()
+        .map(|m| {
+            if m.value.starts_with("backbone.") {
+                m.value
+            } else {
+                format!("backbone.{}", m.value)
+            }
+        })
+        .collect();
     Some(TransferConfig {
         classes: classes(r)?,
         strategy,
         backbone_lr,
         adapt_channels: r.bool("adapt-channels").is_some_and(|v| v.value),
+        reinit,
     })
 }
 
@@ -95,7 +107,7 @@ pub fn build(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
         });
         return None;
     }
-    let mut config = model_config(r, from.as_ref()).and_then(|m| train_config(r, m));
+    let mut config = train_config(r, model_config(r, from.as_ref()));
     let transfer = transfer(r);
     let data = data?;
     if let Some(c) = &mut config {

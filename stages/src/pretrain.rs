@@ -28,7 +28,7 @@ pub struct Pretrain {
 pub fn build(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
     let data = dataset_ref(r, "data", true);
     let val = dataset_ref(r, "val", false);
-    let config = model(r).and_then(|m| train_config(r, m));
+    let config = train_config(r, model(r));
     let data = data?;
     let mut refs = vec![data.written];
     let val = val.map(|v| {

@@ -7,7 +7,11 @@ use std::f64::consts::PI;
 
 /// A schedule's shape after warmup.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
+#[serde(
+    tag = "kind",
+    rename_all = "kebab-case",
+    rename_all_fields = "kebab-case"
+)]
 pub enum Shape {
     /// Constant.
     Constant,

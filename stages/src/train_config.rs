@@ -219,4 +219,8 @@ pub struct TransferConfig {
     pub backbone_lr: f64,
     /// Average (or spread) the stem's filters when input channels differ.
     pub adapt_channels: bool,
+    /// Backbone modules that start from fresh weights instead of the
+    /// source's (e.g. `backbone.embedding` when pooling changes its size).
+    #[serde(default)]
+    pub reinit: Vec<String>,
 }

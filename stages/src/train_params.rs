@@ -137,30 +137,40 @@ fn early_stopping(r: &ParamReader<'_>) -> Option<Option<EarlyStopping>> {
 }
 
 /// Everything a training stage shares; `model` is read by the caller
-/// (fine-tune may take it from its upstream instead).
-pub fn train_config(r: &ParamReader<'_>, model: ModelConfig) -> Option<TrainConfig> {
-    let (optimizer, lr) = optimizer(r)?;
-    let schedule: Shape = typed(
+/// (fine-tune may take it from its upstream instead). Every key is read
+/// before any error stops the build, so each mistake is reported once and
+/// no valid key is called unknown.
+pub fn train_config(r: &ParamReader<'_>, model: Option<ModelConfig>) -> Option<TrainConfig> {
+    let optimizer = optimizer(r);
+    let schedule: Option<Shape> = typed(
         r,
         "schedule",
         r.raw("schedule"),
         serde_json::json!({ "kind": "constant" }),
-    )?;
+    );
     let precision = r
         .choice("precision", &["fp32", "bf16"])
         .map_or_else(|| "fp32".to_owned(), |p| p.value);
+    let loss = loss(r);
+    let warmup_epochs = r.uint("warmup-epochs").map_or(0, |v| v.value);
+    let epochs = r.uint("epochs").map_or(10, |v| v.value);
+    let batch = r.uint("batch").map_or(32, |v| v.value as usize);
+    let frames = r.uint("frames").map_or(100, |v| v.value as u32);
+    let clip_grad = r.float("clip-grad").map(|v| v.value);
+    let early_stopping = early_stopping(r);
+    let (optimizer, lr) = optimizer?;
     Some(TrainConfig {
-        model,
-        loss: loss(r)?,
+        model: model?,
+        loss: loss?,
         optimizer,
         lr,
-        schedule,
-        warmup_epochs: r.uint("warmup-epochs").map_or(0, |v| v.value),
-        epochs: r.uint("epochs").map_or(10, |v| v.value),
-        batch: r.uint("batch").map_or(32, |v| v.value as usize),
-        frames: r.uint("frames").map_or(100, |v| v.value as u32),
-        clip_grad: r.float("clip-grad").map(|v| v.value),
-        early_stopping: early_stopping(r)?,
+        schedule: schedule?,
+        warmup_epochs,
+        epochs,
+        batch,
+        frames,
+        clip_grad,
+        early_stopping: early_stopping?,
         precision,
         transfer: None,
     })

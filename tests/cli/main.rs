@@ -3,6 +3,8 @@
 
 mod cache;
 mod data;
+#[cfg(feature = "torch")]
+mod demo;
 mod failures;
 mod harness;
 mod invalid;

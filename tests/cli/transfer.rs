@@ -226,7 +226,7 @@ fn exported_weights_load_in_python_safetensors() {
 
 /// The libtorch venv's Python (the Makefile exports `LIBTORCH`, its
 /// `site-packages/torch`).
-fn python() -> std::path::PathBuf {
+pub fn python() -> std::path::PathBuf {
     let torch = std::env::var_os("LIBTORCH")
         .expect("LIBTORCH must point at the venv's torch package (run through `make test`)");
     let venv = std::path::Path::new(&torch).ancestors().nth(4).unwrap();

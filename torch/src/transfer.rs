@@ -102,13 +102,14 @@ pub fn setup(
     let base = upstream.as_ref().map_or(&cfg.model, |u| &u.model);
     let mut net = build_net(base, train, classes as i64, &cfg.loss, device)?;
     let adapt = transfer.as_ref().is_some_and(|t| t.adapt_channels);
+    let reinit = transfer.as_ref().map_or(&[][..], |t| &t.reinit[..]);
     let source = match (&upstream, &spec.init) {
         (Some(u), _) => {
-            load_backbone(&net.vs, &u.weights, adapt)?;
+            load_backbone(&net.vs, &u.weights, adapt, reinit)?;
             "upstream"
         }
         (None, Some(init)) => {
-            load_backbone(&net.vs, init, adapt)?;
+            load_backbone(&net.vs, init, adapt, reinit)?;
             "init"
         }
         (None, None) => "scratch",
@@ -219,21 +220,34 @@ fn normalise_key(k: &str) -> String {
     }
 }
 
-/// Copies the backbone weights in `path` into `vs` (the head stays new).
-/// Every backbone tensor must be there with its shape, and nothing else:
-/// an error lists missing and unexpected keys.
-pub fn load_backbone(vs: &nn::VarStore, path: &Path, adapt_channels: bool) -> Result<(), String> {
+/// Copies the backbone weights in `path` into `vs` (the head stays new,
+/// and so do the modules in `reinit`). Every other backbone tensor must be
+/// there with its shape, and nothing else: an error lists missing and
+/// unexpected keys.
+pub fn load_backbone(
+    vs: &nn::VarStore,
+    path: &Path,
+    adapt_channels: bool,
+    reinit: &[String],
+) -> Result<(), String> {
+    let fresh = |k: &str| {
+        reinit.iter().any(|m| {
+            k == m
+                || k.strip_prefix(m.as_str())
+                    .is_some_and(|r| r.starts_with('.'))
+        })
+    };
     let named = Tensor::read_safetensors(path)
         .map_err(|e| format!("failed to read weights `{}`: {e}", path.display()))?;
     let source: BTreeMap<String, Tensor> = named
         .into_iter()
         .map(|(k, t)| (normalise_key(&k), t))
-        .filter(|(k, _)| !k.starts_with("head."))
+        .filter(|(k, _)| !k.starts_with("head.") && !fresh(k))
         .collect();
     let vars: BTreeMap<String, Tensor> = vs
         .variables()
         .into_iter()
-        .filter(|(k, _)| k.starts_with("backbone."))
+        .filter(|(k, _)| k.starts_with("backbone.") && !fresh(k))
         .collect();
     let missing: Vec<&String> = vars.keys().filter(|k| !source.contains_key(*k)).collect();
     let unexpected: Vec<&String> = source.keys().filter(|k| !vars.contains_key(*k)).collect();
@@ -282,7 +296,7 @@ fn shape_error(name: &str, src: &Tensor, var: &Tensor, adapt: bool) -> String {
     let hint = if name == "backbone.stem.conv.weight" && !adapt {
         " (the input channels differ: set `adapt-channels = true`)"
     } else if name.starts_with("backbone.embedding.fc") {
-        " (for spectrograms the embedding layer's size follows the frequency bins, which must match)"
+        " (its input size follows the pooling and, for spectrograms, the frequency bins: set `reinit = [\"embedding\"]` to train it afresh)"
     } else {
         ""
     };

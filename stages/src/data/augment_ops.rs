@@ -37,8 +37,10 @@ pub enum Op {
     /// `(x / 255 - mean) / std` per channel.
     Normalize {
         /// Per-channel means (one value applies to all).
+        #[serde(deserialize_with = "one_or_many")]
         mean: Vec<f64>,
         /// Per-channel standard deviations.
+        #[serde(deserialize_with = "one_or_many")]
         std: Vec<f64>,
     },
     /// A random window of `frames` frames (padded by repetition if shorter).
@@ -77,6 +79,20 @@ impl Op {
                 | Op::Normalize { .. }
         )
     }
+}
+
+/// A number or a list of numbers, as a list.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(f64),
+        Many(Vec<f64>),
+    }
+    Ok(match serde::Deserialize::deserialize(d)? {
+        OneOrMany::One(v) => vec![v],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 /// An image being augmented: f32 planes, C x H x W.
