@@ -6,8 +6,8 @@ bin="$1"
 cd "$(dirname "$0")/../pipelines"
 "$bin" fixtures --out fixtures --no-digits
 "$bin" run demo.toml
-echo "--- metrics:"
-cat out/metrics.json
+echo "--- transferred vs scratch (tuneflow metrics demo.toml):"
+"$bin" metrics demo.toml
+echo "--- plots: tuneflow export demo.toml evaluate.plots --to DIR (roc.png, det.png, training.png)"
 echo "--- second run (all cached):"
 "$bin" run demo.toml
-"$bin" status demo.toml

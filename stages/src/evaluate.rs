@@ -26,8 +26,22 @@ pub struct Evaluate {
     baseline_enroll: Option<String>,
     training: Vec<String>,
     trials: String,
+    /// A trial list in the pipeline folder (`label enroll test`, by id).
+    trials_file: Option<String>,
+    /// Metric families to report (empty: all).
+    metrics: Vec<String>,
     labels: (String, String),
 }
+
+/// Metric families for `metrics = [...]`, and the keys each covers.
+const FAMILIES: &[(&str, &[&str])] = &[
+    ("accuracy", &["top1", "top5", "centroid_acc"]),
+    ("eer", &["eer"]),
+    ("min-dcf", &["min_dcf_0.01", "min_dcf_0.05"]),
+    ("tar-at-far", &["tar_at_far_1e-2", "tar_at_far_1e-3"]),
+    ("auc", &["auc"]),
+    ("10-fold", &["accuracy_10fold", "accuracy_10fold_std"]),
+];
 
 fn embeddings_ref(r: &ParamReader<'_>, key: &str, required: bool) -> Option<Spanned<String>> {
     let v = if required {
@@ -68,9 +82,31 @@ pub fn build(_cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
             span: t.span,
         })
         .collect();
-    let trials = r
-        .choice("trials", &["auto", "file", "all", "balanced"])
-        .map_or_else(|| "auto".to_owned(), |t| t.value);
+    let (trials, trials_file) = match r.str("trials") {
+        None => ("auto".to_owned(), None),
+        Some(t) if ["auto", "file", "all", "balanced"].contains(&t.value.as_str()) => {
+            (t.value, None)
+        }
+        Some(t) => ("path".to_owned(), Some(t)),
+    };
+    let families: Vec<&str> = FAMILIES.iter().map(|f| f.0).collect();
+    let metrics: Vec<String> = r
+        .str_list("metrics")
+        .into_iter()
+        .filter_map(|m| {
+            if families.contains(&m.value.as_str()) {
+                return Some(m.value);
+            }
+            r.error(crate::params::ParamError {
+                message: format!("unknown metric `{}`", m.value),
+                span: m.span,
+                label: format!("expected one of: {}", families.join(", ")),
+                help: crate::params::suggest(&m.value, families.iter().copied())
+                    .map(|c| format!("did you mean `{c}`?")),
+            });
+            None
+        })
+        .collect();
     let label = r
         .str("label")
         .map_or_else(|| "model".to_owned(), |l| l.value);
@@ -85,6 +121,8 @@ pub fn build(_cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
         baseline_enroll: baseline_enroll.as_ref().map(input),
         training: training.iter().map(input).collect(),
         trials,
+        trials_file: trials_file.as_ref().map(|t| t.value.clone()),
+        metrics,
         labels: (label, baseline_label),
     };
     let mut refs = vec![embeddings];
@@ -95,9 +133,9 @@ pub fn build(_cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
     Some(StageDecl {
         stage: Box::new(stage),
         refs,
-        deps: vec![],
+        deps: trials_file.into_iter().collect(),
         outs: vec![],
-        outputs: vec!["report".into()],
+        outputs: vec!["metrics".into(), "plots".into()],
     })
 }
 
@@ -160,6 +198,9 @@ pub type Trial = (usize, usize, bool);
 
 /// The trials to score, and where they came from.
 pub fn trials(e: &Embeddings, mode: &str) -> Result<(Vec<Trial>, String), String> {
+    if let Some(path) = mode.strip_prefix("path:") {
+        return trials_by_id(e, Path::new(path));
+    }
     let use_file = match mode {
         "file" => true,
         "auto" => e.trials.is_some(),
@@ -239,6 +280,61 @@ pub fn trials(e: &Embeddings, mode: &str) -> Result<(Vec<Trial>, String), String
     };
     rng.shuffle(&mut all);
     Ok((all, source.into()))
+}
+
+/// A VoxCeleb-style list (`label enroll test`, items by id) from a file.
+fn trials_by_id(e: &Embeddings, path: &Path) -> Result<(Vec<Trial>, String), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| format!("failed to read trials `{}`: {err}", path.display()))?;
+    let row: BTreeMap<&str, usize> = e
+        .meta
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(r, id)| (id.as_str(), r))
+        .collect();
+    let mut out = Vec::new();
+    let mut outside = 0;
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(label), Some(a), Some(b)) = (f.first(), f.get(1), f.get(2)) else {
+            return Err(format!(
+                "{}:{}: expected `label enroll test`, found `{line}`",
+                path.display(),
+                n + 1
+            ));
+        };
+        let same = match *label {
+            "1" => true,
+            "0" => false,
+            other => {
+                return Err(format!(
+                    "{}:{}: the label must be 0 or 1, not `{other}`",
+                    path.display(),
+                    n + 1
+                ))
+            }
+        };
+        match (row.get(a), row.get(b)) {
+            (Some(&i), Some(&j)) => out.push((i, j, same)),
+            _ => outside += 1,
+        }
+    }
+    if out.is_empty() {
+        return Err(format!(
+            "none of the {outside} trials in `{}` name items of these embeddings (ids look like `{}`)",
+            path.display(),
+            e.meta.ids.first().map_or("", String::as_str)
+        ));
+    }
+    Ok((
+        out,
+        format!("{} ({outside} trials outside these items)", path.display()),
+    ))
 }
 
 /// Every metric of one embeddings artifact, and its ROC.
@@ -335,12 +431,13 @@ impl Stage for Evaluate {
     }
 
     fn version(&self) -> u32 {
-        4
+        5
     }
 
     fn params(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             ("trials".into(), self.trials.clone()),
+            ("metrics".into(), format!("{:?}", self.metrics)),
             ("labels".into(), format!("{:?}", self.labels)),
         ])
     }
@@ -352,8 +449,13 @@ impl Stage for Evaluate {
             .as_ref()
             .map(|n| self.load(inputs, n))
             .transpose()?;
-        let (list, source) = trials(&e, &self.trials).map_err(StageError::Other)?;
-        let (mine, roc) = score(&e, enroll.as_ref(), &list).map_err(StageError::Other)?;
+        let mode = match &self.trials_file {
+            Some(f) => format!("path:{}", cx.workdir.join(f).display()),
+            None => self.trials.clone(),
+        };
+        let (list, source) = trials(&e, &mode).map_err(StageError::Other)?;
+        let (mut mine, roc) = score(&e, enroll.as_ref(), &list).map_err(StageError::Other)?;
+        self.keep_selected(&mut mine);
         let mut report = serde_json::json!({
             self.labels.0.clone(): mine,
             "trials": { "count": list.len(), "positives": list.iter().filter(|t| t.2).count(), "source": source },
@@ -374,7 +476,9 @@ impl Stage for Evaluate {
                 .as_ref()
                 .map(|n| self.load(inputs, n))
                 .transpose()?;
-            let (theirs, roc) = score(&base, benroll.as_ref(), &list).map_err(StageError::Other)?;
+            let (mut theirs, roc) =
+                score(&base, benroll.as_ref(), &list).map_err(StageError::Other)?;
+            self.keep_selected(&mut theirs);
             let diff: serde_json::Map<String, serde_json::Value> = report[&self.labels.0]
                 .as_object()
                 .expect("an object")
@@ -389,14 +493,14 @@ impl Stage for Evaluate {
             base_roc = roc;
             curves.push((self.labels.1.as_str(), &base_roc));
         }
-        let out = cx.scratch.join("report");
+        let out = cx.scratch.join("plots");
         std::fs::create_dir_all(&out).map_err(|e| StageError::io("create", &out, e))?;
-        let path = out.join("metrics.json");
+        let path = cx.scratch.join("metrics.json");
         std::fs::write(&path, serde_json::to_vec_pretty(&report).expect("json"))
             .map_err(|e| StageError::io("write", &path, e))?;
         let plotted = self.plot(&out, &curves, inputs)?;
         Ok(StageOutputs {
-            paths: vec![("report".into(), out)],
+            paths: vec![("metrics".into(), path), ("plots".into(), out)],
             summary: serde_json::json!({ "evaluate": report, "plots": plotted }),
             reexports: vec![],
         })
@@ -404,6 +508,19 @@ impl Stage for Evaluate {
 }
 
 impl Evaluate {
+    /// Drops metrics outside the families `metrics = [...]` names.
+    fn keep_selected(&self, m: &mut serde_json::Map<String, serde_json::Value>) {
+        if self.metrics.is_empty() {
+            return;
+        }
+        let keep: Vec<&str> = FAMILIES
+            .iter()
+            .filter(|(f, _)| self.metrics.iter().any(|m| m == f))
+            .flat_map(|(_, keys)| keys.iter().copied())
+            .collect();
+        m.retain(|k, _| keep.contains(&k.as_str()));
+    }
+
     fn plot(
         &self,
         out: &Path,

@@ -29,7 +29,12 @@ pub struct FineTune {
     name: String,
 }
 
+/// `head = { classes = "auto" | N }`.
 fn classes(r: &ParamReader<'_>) -> Option<Option<usize>> {
+    r.nested("head", head_classes).unwrap_or(Some(None))
+}
+
+fn head_classes(r: &ParamReader<'_>) -> Option<Option<usize>> {
     let Some(v) = r.raw("classes") else {
         return Some(None);
     };
@@ -75,20 +80,26 @@ fn transfer(r: &ParamReader<'_>) -> Option<TransferConfig> {
 
 /// The model config: from `model = {...}` unless it comes from `from`.
 fn model_config(r: &ParamReader<'_>, from: Option<&Spanned<String>>) -> Option<ModelConfig> {
-    if let (Some(f), Some(m)) = (from, r.raw("model")) {
+    let model_is_table = r
+        .raw("model")
+        .is_some_and(|m| matches!(m.kind, ValueKind::Table(_)));
+    if let (Some(f), true) = (from, model_is_table) {
         r.error(ParamError {
             message: format!(
                 "`model` is set, but the model comes from `from = \"{}\"`",
                 f.value
             ),
-            span: m.span.clone(),
+            span: r.raw("model").and_then(|m| m.span.clone()),
             label: "remove this".into(),
             help: None,
         });
         return None;
     }
-    // With `from`, the worker reads the real config from the upstream
-    // model; the default only fills the struct.
+    // With an upstream model, the worker reads the real config from it;
+    // the default only fills the struct.
+    if from.is_some() {
+        return crate::train_params::typed(r, "model", None, serde_json::json!({ "depth": 10 }));
+    }
     model(r)
 }
 
@@ -96,7 +107,12 @@ fn model_config(r: &ParamReader<'_>, from: Option<&Spanned<String>>) -> Option<M
 pub fn build(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
     let data = dataset_ref(r, "data", true);
     let val = dataset_ref(r, "val", false);
-    let from = r.str("from");
+    // `model = "stage"` names the upstream model (as `from` does);
+    // `model = { ... }` configures a network for `init` or from scratch.
+    let from = match r.raw("model").map(|v| &v.kind) {
+        Some(ValueKind::Str(_)) => r.str("model"),
+        _ => r.str("from"),
+    };
     let init = r.str("init");
     if let (Some(_), Some(i)) = (&from, &init) {
         r.error(ParamError {

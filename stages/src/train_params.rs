@@ -123,8 +123,8 @@ pub fn loss(r: &ParamReader<'_>) -> Option<LossConfig> {
 fn early_stopping(r: &ParamReader<'_>) -> Option<Option<EarlyStopping>> {
     let Some(read) = r.nested("early-stopping", |e| {
         let metric = e
-            .choice("metric", &["val_acc", "val_loss"])
-            .map_or_else(|| "val_acc".to_owned(), |m| m.value);
+            .choice("metric", &["val-acc", "val-loss", "val_acc", "val_loss"])
+            .map_or_else(|| "val_acc".to_owned(), |m| m.value.replace('-', "_"));
         EarlyStopping {
             metric,
             patience: e.uint("patience").map_or(3, |p| p.value),

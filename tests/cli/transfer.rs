@@ -160,7 +160,7 @@ init = "w.safetensors"
 model = { depth = DEPTH, width = 8, embedding = 32 }
 data = "target_data.train"
 strategy = "linear-probe"
-classes = 7
+head = { classes = 7 }
 epochs = 1
 batch = 8
 "#;
