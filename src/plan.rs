@@ -239,7 +239,18 @@ fn draft_stage(
             seed,
         };
         let built = build_stage(&kind.value, &cx, &r);
-        if built.is_none() && !KINDS.contains(&kind.value.as_str()) {
+        let needs_torch = tuneflow_stages::TORCH_KINDS.contains(&kind.value.as_str());
+        if built.is_none() && needs_torch && !KINDS.contains(&kind.value.as_str()) {
+            r.error(tuneflow_stages::ParamError {
+                message: format!(
+                    "stage kind `{}` needs libtorch, and this tuneflow was built without the `torch` feature",
+                    kind.value
+                ),
+                span: kind.span.clone(),
+                label: "a tensor stage kind".into(),
+                help: Some("build with the default features (`cargo build`)".into()),
+            });
+        } else if built.is_none() && !KINDS.contains(&kind.value.as_str()) {
             r.error(tuneflow_stages::ParamError {
                 message: format!("unknown stage kind `{}`", kind.value),
                 span: kind.span.clone(),

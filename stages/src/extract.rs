@@ -52,6 +52,8 @@ pub struct EmbeddingsMeta {
 /// A configured `extract` stage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Extract {
+    /// The stage's own device, if set.
+    device: Option<String>,
     config: ExtractConfig,
     model: String,
     data: String,
@@ -83,6 +85,7 @@ pub fn build(_cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
     };
     let (model, data) = (model?, data?);
     let stage = Extract {
+        device: crate::train_params::device(r),
         config,
         model: model.value.replacen('.', "/", 1),
         data: data.data,
@@ -129,7 +132,7 @@ impl Stage for Extract {
             out: out.clone(),
             checkpoints: cx.checkpoints.clone(),
             seed: 0,
-            device: cx.device.clone(),
+            device: self.device.clone().unwrap_or_else(|| cx.device.clone()),
         };
         let summary = run_worker(cx, &spec)?;
         Ok(StageOutputs {

@@ -17,6 +17,8 @@ use crate::worker::{run_training, WorkerSpec};
 /// A configured `fine-tune` stage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FineTune {
+    /// The stage's own device, if set.
+    device: Option<String>,
     config: TrainConfig,
     data: String,
     val: Option<String>,
@@ -148,6 +150,7 @@ pub fn build(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
     });
     let deps: Vec<Spanned<String>> = init.iter().cloned().collect();
     let stage = FineTune {
+        device: crate::train_params::device(r),
         config: config?,
         data: data.data,
         val,
@@ -198,7 +201,7 @@ impl Stage for FineTune {
             out: cx.scratch.join("model"),
             checkpoints: cx.checkpoints.clone(),
             seed: self.seed,
-            device: cx.device.clone(),
+            device: self.device.clone().unwrap_or_else(|| cx.device.clone()),
         };
         run_training(cx, &spec)
     }

@@ -29,7 +29,7 @@ mod train_params;
 pub mod worker;
 
 pub use params::{suggest, ParamError, ParamReader, Spanned, Table, Value, ValueKind};
-pub use registry::{build_stage, BuildContext, KINDS};
+pub use registry::{build_stage, BuildContext, KINDS, TORCH_KINDS};
 pub use stage::{
     CancelFlag, EventSink, Inputs, Resources, Stage, StageContext, StageDecl, StageError,
     StageOutputs,

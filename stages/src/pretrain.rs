@@ -15,6 +15,8 @@ use crate::worker::{run_training, WorkerSpec};
 /// A configured `pretrain` stage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pretrain {
+    /// The stage's own device, if set.
+    device: Option<String>,
     config: TrainConfig,
     /// Input names: the dataset, optional validation data and policy.
     data: String,
@@ -36,6 +38,7 @@ pub fn build(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
         v.data
     });
     let stage = Pretrain {
+        device: crate::train_params::device(r),
         config: config?,
         data: data.data,
         val,
@@ -81,7 +84,7 @@ impl Stage for Pretrain {
             out: cx.scratch.join("model"),
             checkpoints: cx.checkpoints.clone(),
             seed: self.seed,
-            device: cx.device.clone(),
+            device: self.device.clone().unwrap_or_else(|| cx.device.clone()),
         };
         run_training(cx, &spec)
     }

@@ -19,6 +19,10 @@ pub const KINDS: &[&str] = &[
     "evaluate",
 ];
 
+/// The kinds that run in the `tuneflow-torch` worker: built only with the
+/// `torch` feature, but always known, so that a build without it can say so.
+pub const TORCH_KINDS: &[&str] = &["pretrain", "freeze", "fine-tune", "extract"];
+
 /// What a kind's builder may see besides the stage's own params.
 pub struct BuildContext<'a> {
     /// The stage's name.

@@ -191,3 +191,24 @@ pub fn key_params(
     p.insert("stage".into(), name.to_owned());
     p
 }
+
+/// A stage's own `device` (`auto`, `cpu`, `cuda`, `cuda:N`), overriding
+/// `[pipeline] device`. Not part of the key: on CPU results are exact, and
+/// where a rerun happens is not what it computes.
+pub fn device(r: &ParamReader<'_>) -> Option<String> {
+    let d = r.str("device")?;
+    let valid = matches!(d.value.as_str(), "auto" | "cpu" | "cuda")
+        || d.value
+            .strip_prefix("cuda:")
+            .is_some_and(|n| n.parse::<u32>().is_ok());
+    if !valid {
+        r.error(ParamError {
+            message: format!("unknown device `{}`", d.value),
+            span: d.span,
+            label: "expected auto, cpu, cuda or cuda:N".into(),
+            help: None,
+        });
+        return None;
+    }
+    Some(d.value)
+}
