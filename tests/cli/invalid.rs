@@ -59,3 +59,34 @@ fn example_pipelines_are_valid() {
         }
     }
 }
+
+/// The full-scale recipe validates without its data: `tuneflow status`
+/// plans every stage and says which dataset is missing.
+#[cfg(feature = "torch")]
+#[test]
+fn the_full_scale_recipe_validates_without_data() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let cache = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(crate::harness::bin())
+        .args(["status", "--json", "pipelines/msceleb-voxceleb.toml"])
+        .current_dir(root)
+        .env("TUNEFLOW_CACHE_DIR", cache.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 14);
+    let reason = |stage: &str| {
+        lines
+            .iter()
+            .find(|l| l["stage"] == stage)
+            .map(|l| l["reason"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    assert!(reason("faces").contains("`/data/faces_emore` of stage `faces` does not exist"));
+    assert!(reason("finetune").contains("will run"));
+}

@@ -63,9 +63,13 @@ fn die_with_parent() {
 /// shrinks the heap eagerly, so every training step maps and faults in its
 /// activations again. Keeping blocks up to 32 MiB (glibc's maximum) in the
 /// heap and trimming only past 1 GiB made training steps about 20 % faster
-/// here (BENCHMARKS.md).
+/// here (BENCHMARKS.md). `TUNEFLOW_KEEP_FREED_MEMORY=0` leaves glibc's
+/// defaults.
 #[expect(unsafe_code, reason = "mallopt(3) has no safe wrapper")]
 fn keep_freed_memory() {
+    if std::env::var_os("TUNEFLOW_KEEP_FREED_MEMORY").is_some_and(|v| v == "0") {
+        return;
+    }
     // SAFETY: mallopt only changes allocator tunables; called before any
     // other thread exists.
     unsafe {
