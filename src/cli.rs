@@ -34,6 +34,9 @@ pub enum Command {
     /// Inspects and maintains the cache.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Runs one stage from a job spec (what a Slurm job executes).
+    #[command(hide = true)]
+    ExecStage(ExecStageArgs),
     /// Copies a cached stage output out of the cache (embeddings as .npy or .safetensors).
     Export(ExportArgs),
     /// Prints the evaluation metrics of the latest run (or its change since the previous one).
@@ -62,6 +65,10 @@ pub struct RunArgs {
     /// One JSON object per line on stdout instead of progress.
     #[arg(long)]
     pub json: bool,
+    /// Where stages run: `local`, or `slurm` (one job per stage). Default:
+    /// `[executor] kind`, else local.
+    #[arg(long, value_enum)]
+    pub executor: Option<ExecutorKind>,
 }
 
 /// `tuneflow status`.
@@ -94,6 +101,23 @@ pub struct ExportArgs {
     /// Overrides, as for `run`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+}
+
+/// `tuneflow exec-stage`.
+#[derive(Debug, clap::Args)]
+pub struct ExecStageArgs {
+    /// The job spec the coordinator wrote.
+    #[arg(long)]
+    pub spec: PathBuf,
+}
+
+/// Where stages run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExecutorKind {
+    /// Threads on this machine.
+    Local,
+    /// One Slurm job per stage (settings from `[executor]`).
+    Slurm,
 }
 
 /// What `tuneflow export` writes.

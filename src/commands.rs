@@ -27,6 +27,7 @@ pub fn main(cli: Cli) -> i32 {
         }
         Command::Cache(CacheCommand::Du(a)) => crate::maintenance::du(&a, cache_dir.as_deref()),
         Command::Cache(CacheCommand::Gc(a)) => crate::maintenance::gc(&a, cache_dir.as_deref()),
+        Command::ExecStage(a) => crate::slurm::job::exec_stage(&a.spec),
         Command::Export(a) => crate::export::export(&a, cache_dir.as_deref()),
         Command::Metrics(a) => crate::metrics::metrics(&a, cache_dir.as_deref()),
         Command::Fixtures(a) => crate::fixtures::fixtures(&a),
@@ -82,12 +83,19 @@ fn run(args: &RunArgs, cache_flag: Option<&Path>) -> Result<i32, RunError> {
     let _lock = CacheLock::acquire(&layout.lock())?;
     let index = Index::open(&layout.index())?;
     let (reporter, render) = Reporter::start(Mode::pick(args.json));
+    let slurm = slurm_backend(&plan, args.executor)?;
     let options = EngineOptions {
         force: args.force.clone(),
         keep_going: args.keep_going,
-        jobs: args
-            .jobs
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        jobs: args.jobs.unwrap_or_else(|| match &plan.executor {
+            // Under Slurm, `--jobs` bounds jobs in flight; the cluster
+            // decides what runs at once.
+            crate::slurm::ExecutorConfig::Slurm(c) if slurm.is_some() => c.max_in_flight,
+            _ if slurm.is_some() => crate::slurm::SlurmConfig::default().max_in_flight,
+            _ => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }),
+        slurm,
+        sets: args.set.clone(),
     };
     let engine = Arc::new(Engine::new(
         plan.clone(),
@@ -113,6 +121,23 @@ fn run(args: &RunArgs, cache_flag: Option<&Path>) -> Result<i32, RunError> {
     drop(engine);
     let _ = render.join();
     Ok(code)
+}
+
+/// The Slurm backend when `--executor` or `[executor] kind` asks for it.
+fn slurm_backend(
+    plan: &crate::plan::Plan,
+    flag: Option<crate::cli::ExecutorKind>,
+) -> Result<Option<Arc<crate::slurm::Slurm>>, RunError> {
+    use crate::cli::ExecutorKind;
+    use crate::slurm::ExecutorConfig;
+    let cfg = match (flag, &plan.executor) {
+        (Some(ExecutorKind::Local), _) | (None, ExecutorConfig::Local) => return Ok(None),
+        (_, ExecutorConfig::Slurm(c)) => c.clone(),
+        (Some(ExecutorKind::Slurm), ExecutorConfig::Local) => crate::slurm::SlurmConfig::default(),
+    };
+    crate::slurm::Slurm::new(cfg)
+        .map(|s| Some(Arc::new(s)))
+        .map_err(|e| crate::error::PipelineError::Usage(e).into())
 }
 
 /// Runs the remaining stages on a tokio runtime; returns whether the run

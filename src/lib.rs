@@ -16,6 +16,7 @@ pub mod outputs;
 pub mod plan;
 pub mod report;
 pub mod resources;
+pub mod slurm;
 pub mod spec;
 pub mod state;
 pub mod status;

@@ -64,6 +64,8 @@ pub struct Plan {
     pub cache_dir: Option<PathBuf>,
     /// The stages, upstream before downstream.
     pub stages: Vec<PlannedStage>,
+    /// `[executor]`: local threads or Slurm jobs.
+    pub executor: crate::slurm::ExecutorConfig,
 }
 
 impl Plan {
@@ -98,7 +100,14 @@ pub fn plan(spec: &PipelineSpec) -> Result<Plan, PipelineError> {
     let pipeline = top.table("pipeline").cloned().unwrap_or_default();
     let params = top.table("params").cloned().unwrap_or_default();
     let stages = top.table("stage").cloned().unwrap_or_default();
+    let executor_table = top.table("executor").cloned().unwrap_or_default();
     diags.extend(top.finish().into_iter().map(Diagnostic::from));
+    let spec_dir = std::path::absolute(&spec.path)
+        .ok()
+        .and_then(|f| f.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    let (executor, errors) = crate::slurm::config::read(&executor_table, &spec_dir);
+    diags.extend(errors.into_iter().map(Diagnostic::from));
     let header = read_pipeline_table(&pipeline, spec, &mut diags);
     let mut drafts = Vec::new();
     for (name, value) in &stages.entries {
@@ -154,6 +163,7 @@ pub fn plan(spec: &PipelineSpec) -> Result<Plan, PipelineError> {
         device: header.device,
         cache_dir,
         stages: wired.expect("no diagnostics means the graph was wired"),
+        executor,
     })
 }
 

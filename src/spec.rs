@@ -71,7 +71,7 @@ impl PipelineSpec {
                     "`--set {o}`: `{path}` must name a table and a key, like `train.epochs`"
                 )));
             }
-            if !matches!(keys[0], "stage" | "pipeline" | "params") {
+            if !matches!(keys[0], "stage" | "pipeline" | "params" | "executor") {
                 keys.insert(0, "stage");
             }
             set_path(&mut self.root, &keys, parse_override_value(raw.trim()));

@@ -10,6 +10,7 @@ mod harness;
 mod invalid;
 mod resume;
 mod runs;
+mod slurm;
 mod torch;
 #[cfg(feature = "torch")]
 mod train;

@@ -1,0 +1,312 @@
+//! The coordinator's side: submit a stage as a Slurm job, wait for it with
+//! every other job in one batched `squeue` per poll, and hand back its
+//! result once every object it names is in the store. Job ids are recorded
+//! beside the spec, so a restarted coordinator re-attaches to a job that is
+//! still queued or running instead of submitting it again.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use tuneflow_cache::{ObjectStore, OutputKind, Tree};
+use tuneflow_stages::CancelFlag;
+
+use super::config::SlurmConfig;
+use super::job::{write_atomic, JobResult, JobSpec};
+use super::queue::{self, JobScript, JobState, Verdict};
+
+/// The Slurm backend of one run.
+pub struct Slurm {
+    cfg: SlurmConfig,
+    template: String,
+    tuneflow: PathBuf,
+    /// Job ids in flight, for polling and for `scancel`.
+    in_flight: Mutex<HashSet<String>>,
+    slots: Condvar,
+    /// The last poll: when, and what it saw.
+    polled: Mutex<(Option<Instant>, HashMap<String, JobState>)>,
+    last_submit: Mutex<Option<Instant>>,
+}
+
+/// One stage to run as a job.
+pub struct JobRequest<'a> {
+    /// The spec (its `result` and `events` paths are in `dir`).
+    pub spec: &'a JobSpec,
+    /// The job's folder: spec, script, log, job id, result.
+    pub dir: &'a Path,
+    /// GPUs the stage asks for.
+    pub gpus: u32,
+    /// Set when the run is cancelled.
+    pub cancel: &'a CancelFlag,
+}
+
+impl std::fmt::Debug for Slurm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slurm")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Slurm {
+    /// A backend for `cfg`; jobs run this same `tuneflow` binary.
+    pub fn new(cfg: SlurmConfig) -> Result<Self, String> {
+        let template = match &cfg.template {
+            Some(p) => std::fs::read_to_string(p)
+                .map_err(|e| format!("failed to read the job template `{}`: {e}", p.display()))?,
+            None => queue::DEFAULT_TEMPLATE.to_owned(),
+        };
+        let tuneflow = std::env::current_exe().map_err(|e| e.to_string())?;
+        Ok(Self {
+            cfg,
+            template,
+            tuneflow,
+            in_flight: Mutex::default(),
+            slots: Condvar::new(),
+            polled: Mutex::default(),
+            last_submit: Mutex::default(),
+        })
+    }
+
+    /// Runs one stage as a job and returns its verified result.
+    pub fn run(&self, req: &JobRequest<'_>, store: &ObjectStore) -> Result<JobResult, String> {
+        std::fs::create_dir_all(req.dir).map_err(|e| e.to_string())?;
+        let spec_path = req.dir.join("spec.json");
+        write_atomic(
+            &spec_path,
+            &serde_json::to_vec_pretty(req.spec).expect("json"),
+        )
+        .map_err(|e| format!("failed to write `{}`: {e}", spec_path.display()))?;
+        let mut retries = self.cfg.retries;
+        let mut id = self
+            .reattach(req.dir)
+            .map_or_else(|| self.submit(req), Ok)?;
+        loop {
+            match self.wait(&id, req.cancel, &req.spec.result)? {
+                (Verdict::Completed, _) => {
+                    self.release(&id);
+                    return self.collect(req, &id, store);
+                }
+                (Verdict::Retry, why) if retries > 0 => {
+                    retries -= 1;
+                    // Never two copies: the old job goes before a new one.
+                    queue::scancel(std::slice::from_ref(&id));
+                    self.release(&id);
+                    tracing::warn!(
+                        "job {id} of `{}` was lost ({why}); submitting again",
+                        req.spec.stage
+                    );
+                    let _ = std::fs::remove_file(&req.spec.result);
+                    id = self.submit(req)?;
+                }
+                (_, why) => {
+                    self.release(&id);
+                    return Err(self.failure(req, &id, &why));
+                }
+            }
+        }
+    }
+
+    /// A job id recorded by an earlier coordinator whose job Slurm still
+    /// knows and has not finished badly.
+    fn reattach(&self, dir: &Path) -> Option<String> {
+        let id = std::fs::read_to_string(dir.join("job"))
+            .ok()?
+            .trim()
+            .to_owned();
+        let state = queue::squeue(std::slice::from_ref(&id)).ok()?.remove(&id)?;
+        match queue::verdict(&state.state) {
+            Verdict::Waiting | Verdict::Completed => {
+                tracing::info!("re-attaching to job {id} ({})", state.state);
+                self.in_flight.lock().expect("lock").insert(id.clone());
+                Some(id)
+            }
+            _ => None,
+        }
+    }
+
+    fn submit(&self, req: &JobRequest<'_>) -> Result<String, String> {
+        {
+            let mut jobs = self.in_flight.lock().expect("lock");
+            while jobs.len() >= self.cfg.max_in_flight {
+                jobs = self.slots.wait(jobs).expect("lock");
+            }
+        }
+        {
+            let mut last = self.last_submit.lock().expect("lock");
+            let gap = Duration::from_secs_f64(1.0 / self.cfg.submit_per_second);
+            if let Some(t) = *last {
+                if let Some(wait) = gap.checked_sub(t.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            *last = Some(Instant::now());
+        }
+        let dir = req.dir;
+        let script = queue::render(
+            &self.template,
+            &self.cfg,
+            &JobScript {
+                name: &format!("tf-{}", req.spec.stage),
+                log: &dir.join("job.log").to_string_lossy(),
+                spec: &dir.join("spec.json").to_string_lossy(),
+                tuneflow: &self.tuneflow.to_string_lossy(),
+                gpus: req.gpus,
+            },
+        )?;
+        let script_path = dir.join("job.sh");
+        write_atomic(&script_path, script.as_bytes()).map_err(|e| e.to_string())?;
+        let id = queue::sbatch(&script_path)?;
+        write_atomic(&dir.join("job"), id.as_bytes()).map_err(|e| e.to_string())?;
+        self.in_flight.lock().expect("lock").insert(id.clone());
+        tracing::info!("stage `{}` is Slurm job {id}", req.spec.stage);
+        Ok(id)
+    }
+
+    fn release(&self, id: &str) {
+        self.in_flight.lock().expect("lock").remove(id);
+        self.slots.notify_all();
+    }
+
+    /// Waits until job `id` settles; returns the verdict and its reason.
+    fn wait(
+        &self,
+        id: &str,
+        cancel: &CancelFlag,
+        result: &Path,
+    ) -> Result<(Verdict, String), String> {
+        let interval = Duration::from_secs_f64(self.cfg.poll_seconds);
+        // A lost-job state must show on two polls in a row: in between,
+        // Slurm may have requeued the job itself.
+        let mut lost_once = false;
+        loop {
+            if cancel.is_cancelled() {
+                queue::scancel(&[id.to_owned()]);
+                self.release(id);
+                return Err("cancelled (scancel sent)".into());
+            }
+            let (verdict, why) = match self.state(id, interval) {
+                Some(s) => (
+                    queue::verdict(&s.state),
+                    format!("{} ({})", s.state, s.reason),
+                ),
+                // Forgotten by Slurm: finished if it left a result.
+                None if result.is_file() => (Verdict::Completed, "COMPLETED".into()),
+                None => (Verdict::Retry, "the job vanished from the queue".into()),
+            };
+            match verdict {
+                Verdict::Waiting => lost_once = false,
+                Verdict::Retry if !lost_once => lost_once = true,
+                v => return Ok((v, why)),
+            }
+            std::thread::sleep(interval);
+        }
+    }
+
+    /// Job `id`'s state from the latest poll, polling all in-flight jobs
+    /// at once when the last poll is older than `interval`.
+    fn state(&self, id: &str, interval: Duration) -> Option<JobState> {
+        let mut polled = self.polled.lock().expect("lock");
+        let stale =
+            polled.0.map_or(true, |t| t.elapsed() >= interval) || !polled.1.contains_key(id);
+        if stale {
+            let ids: Vec<String> = self
+                .in_flight
+                .lock()
+                .expect("lock")
+                .iter()
+                .cloned()
+                .collect();
+            if let Ok(states) = queue::squeue(&ids) {
+                *polled = (Some(Instant::now()), states);
+            }
+        }
+        polled.1.get(id).cloned()
+    }
+
+    /// Reads a completed job's result, waiting briefly for it, and checks
+    /// that every object it names is in the store.
+    fn collect(
+        &self,
+        req: &JobRequest<'_>,
+        id: &str,
+        store: &ObjectStore,
+    ) -> Result<JobResult, String> {
+        let deadline = Instant::now() + Duration::from_secs_f64(self.cfg.result_wait_seconds);
+        let bytes = loop {
+            match std::fs::read(&req.spec.result) {
+                Ok(b) => break b,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(200))
+                }
+                Err(e) => {
+                    return Err(format!(
+                    "job {id} completed but wrote no result `{}` ({e}); is the filesystem shared?",
+                    req.spec.result.display()
+                ))
+                }
+            }
+        };
+        let result: JobResult = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("job {id} wrote a bad result: {e}"))?;
+        if let Some(e) = &result.error {
+            return Err(format!("{e} (Slurm job {id})"));
+        }
+        for o in &result.outputs {
+            let missing = match o.kind {
+                OutputKind::File => !store.contains(&o.digest),
+                OutputKind::Tree => Tree::load(store, &o.digest)
+                    .map(|t| t.entries.iter().any(|e| !store.contains(&e.digest)))
+                    .unwrap_or(true),
+            };
+            if missing {
+                return Err(format!(
+                    "job {id} reported output `{}`, but its objects are not in the store",
+                    o.name
+                ));
+            }
+        }
+        Ok(result)
+    }
+
+    fn failure(&self, req: &JobRequest<'_>, id: &str, why: &str) -> String {
+        let exit = queue::scontrol(id)
+            .and_then(|m| m.get("ExitCode").cloned())
+            .unwrap_or_else(|| "?".into());
+        // The stage's own error, when the job got far enough to write it.
+        let stage_error = std::fs::read(&req.spec.result)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<JobResult>(&b).ok())
+            .and_then(|r| r.error)
+            .map(|e| format!("{e}\n"))
+            .unwrap_or_default();
+        let mut text = String::new();
+        for log in [&req.spec.log, &req.dir.join("job.log")] {
+            if let Ok(t) = std::fs::read_to_string(log) {
+                text.push_str(&t);
+            }
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        let tail: String = lines[lines.len().saturating_sub(20)..]
+            .iter()
+            .map(|l| format!("  | {l}\n"))
+            .collect();
+        format!(
+            "Slurm job {id} ended {why}, exit code {exit}\n{stage_error}{tail}job folder: {}",
+            req.dir.display()
+        )
+    }
+
+    /// Cancels every job still in flight (Ctrl-C on the coordinator).
+    pub fn cancel_all(&self) {
+        let ids: Vec<String> = self
+            .in_flight
+            .lock()
+            .expect("lock")
+            .iter()
+            .cloned()
+            .collect();
+        queue::scancel(&ids);
+    }
+}

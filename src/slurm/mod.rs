@@ -1,0 +1,10 @@
+//! Running stages as Slurm jobs: `[executor] kind = "slurm"` or
+//! `tuneflow run --executor slurm`. See docs/slurm.md.
+
+pub mod backend;
+pub mod config;
+pub mod job;
+pub mod queue;
+
+pub use backend::{JobRequest, Slurm};
+pub use config::{ExecutorConfig, SlurmConfig};
