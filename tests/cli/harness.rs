@@ -46,6 +46,9 @@ impl Run {
     }
 }
 
+/// The test cluster's `slurm.conf`, once one is started (tests/cli/slurm.rs).
+pub static SLURM_CONF: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_tuneflow")
 }
@@ -78,6 +81,9 @@ impl Fixture {
             .current_dir(self.dir.path())
             .env_remove("TUNEFLOW_CACHE_DIR")
             .env("NO_COLOR", "1");
+        if let Some(conf) = SLURM_CONF.get() {
+            c.env("SLURM_CONF", conf);
+        }
         c
     }
 

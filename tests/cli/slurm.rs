@@ -38,7 +38,10 @@ impl Cluster {
 
     /// Installs (if needed) and starts the cluster; `None` where Slurm
     /// cannot be installed (not root, no apt).
-    #[expect(clippy::print_stderr, reason = "the skip must be visible in the test output")]
+    #[expect(
+        clippy::print_stderr,
+        reason = "the skip must be visible in the test output"
+    )]
     fn start() -> Option<Self> {
         let c = Self {
             dir: tempfile::tempdir().unwrap(),
@@ -118,7 +121,7 @@ impl Drop for Cluster {
 fn fixture(cluster: &Cluster, text: &str) -> Fixture {
     let f = Fixture::new();
     f.write("p.toml", text);
-    std::env::set_var("SLURM_CONF", cluster.conf());
+    let _ = crate::harness::SLURM_CONF.set(cluster.conf());
     f
 }
 
