@@ -94,7 +94,10 @@ fn run(args: &RunArgs, cache_flag: Option<&Path>) -> Result<i32, RunError> {
             _ if slurm.is_some() => crate::slurm::SlurmConfig::default().max_in_flight,
             _ => std::thread::available_parallelism().map_or(2, |n| n.get()),
         }),
-        slurm,
+        backend: match slurm {
+            Some(s) => s,
+            None => Arc::new(crate::backend::Local),
+        },
         sets: args.set.clone(),
     };
     let engine = Arc::new(Engine::new(

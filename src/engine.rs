@@ -19,7 +19,7 @@ use tuneflow_cache::{
 use tuneflow_stages::{CancelFlag, EventSink, Inputs, StageContext};
 
 use crate::keys::{self, KeyError};
-use crate::outputs::{ensure_workspace, store_outputs};
+use crate::outputs::ensure_workspace;
 use crate::plan::{Input, Plan};
 use crate::report::{Reporter, RunEvent};
 use crate::resources::GpuPool;
@@ -73,7 +73,7 @@ fn digests(m: &Manifest) -> std::collections::BTreeMap<String, String> {
 }
 
 /// Knobs from the command line.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct EngineOptions {
     /// Stages to run even when cached.
     pub force: Vec<String>,
@@ -81,8 +81,8 @@ pub struct EngineOptions {
     pub keep_going: bool,
     /// Stages running at once.
     pub jobs: usize,
-    /// Run stages as Slurm jobs instead of in this process.
-    pub slurm: Option<Arc<crate::slurm::Slurm>>,
+    /// Where stages run: this process, or Slurm jobs.
+    pub backend: Arc<dyn crate::backend::StageBackend>,
     /// The run's `--set` overrides (Slurm jobs load the pipeline with them).
     pub sets: Vec<String>,
 }
@@ -108,13 +108,6 @@ pub struct Engine {
     state_written: Mutex<Option<Instant>>,
     state_dirty: AtomicBool,
 }
-
-/// What a stage run leaves: stored outputs, summary, re-exports.
-type StoredOutputs = (
-    Vec<tuneflow_cache::OutputEntry>,
-    serde_json::Value,
-    Vec<(String, String)>,
-);
 
 /// The state file is rewritten at most this often while stages finish.
 const STATE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
@@ -152,6 +145,21 @@ impl Engine {
             state_written: Mutex::new(None),
             state_dirty: AtomicBool::new(false),
         })
+    }
+
+    /// The object store.
+    pub(crate) fn store(&self) -> &ObjectStore {
+        &self.store
+    }
+
+    /// The cache's folders.
+    pub(crate) fn layout(&self) -> &CacheLayout {
+        &self.layout
+    }
+
+    /// The run's options.
+    pub(crate) fn options(&self) -> &EngineOptions {
+        &self.options
     }
 
     /// The index, for run records.
@@ -350,11 +358,7 @@ impl Engine {
             .expect("the semaphore is never closed");
         let ps = &self.plan.stages[i];
         // Under Slurm the cluster hands out GPUs (`--gres`), not this host.
-        let local_gpus = if self.options.slurm.is_some() {
-            0
-        } else {
-            ps.resources.gpu
-        };
+        let local_gpus = self.options.backend.local_gpus(ps.resources.gpu);
         let gpus = self
             .gpus
             .acquire(local_gpus)
@@ -391,18 +395,7 @@ impl Engine {
             .context(i, gpus, &record.key)
             .map_err(|e| e.to_string())?;
         let started = Instant::now();
-        let stored = match &self.options.slurm {
-            Some(slurm) => self.run_as_job(slurm, i, &cx, &record),
-            None => ps
-                .stage
-                .run(&cx, &self.inputs(i))
-                .map_err(|e| e.to_string())
-                .and_then(|outputs| {
-                    let entries =
-                        store_outputs(&self.store, &outputs.paths).map_err(|e| e.to_string())?;
-                    Ok((entries, outputs.summary, outputs.reexports))
-                }),
-        };
+        let stored = self.options.backend.run(self, i, &cx, &record);
         // Scratch outputs are in the store now (or the stage failed).
         let _ = std::fs::remove_dir_all(&cx.scratch);
         let (mut entries, summary, reexports) = stored?;
@@ -430,56 +423,6 @@ impl Engine {
             summary: manifest.summary.clone(),
         });
         Ok(Outcome::Ran(record.key, manifest))
-    }
-
-    /// Runs stage `i` as a Slurm job: the job stores its outputs in the
-    /// shared object store; this returns them once verified.
-    fn run_as_job(
-        &self,
-        slurm: &crate::slurm::Slurm,
-        i: usize,
-        cx: &StageContext,
-        record: &tuneflow_cache::StageRecord,
-    ) -> Result<StoredOutputs, String> {
-        let ps = &self.plan.stages[i];
-        let dir = self.layout.root().join("slurm").join(record.key.to_hex());
-        let inputs = self.inputs(i);
-        let spec = crate::slurm::job::JobSpec {
-            pipeline: self.plan.file.clone(),
-            sets: self.options.sets.clone(),
-            stage: ps.name.clone(),
-            key: record.key.to_hex(),
-            kind: record.kind.clone(),
-            version: record.version,
-            params: record.params.clone(),
-            objects: self.layout.objects(),
-            paths: inputs.paths,
-            trees: inputs.trees,
-            scratch: dir.join("scratch"),
-            log: cx.log.clone(),
-            checkpoints: cx.checkpoints.clone(),
-            device: cx.device.clone(),
-            result: dir.join("result.json"),
-            events: dir.join("events.jsonl"),
-        };
-        let request = crate::slurm::JobRequest {
-            spec: &spec,
-            dir: &dir,
-            gpus: ps.resources.gpu,
-            cancel: &self.cancel,
-        };
-        let result = slurm.run(&request, &self.store);
-        // Progress the job reported (training epochs), in order.
-        if let Ok(text) = std::fs::read_to_string(&spec.events) {
-            for line in text.lines() {
-                if let Ok(data) = serde_json::from_str(line) {
-                    cx.events.emit(data);
-                }
-            }
-        }
-        let result = result?;
-        let _ = std::fs::remove_dir_all(&dir);
-        Ok((result.outputs, result.summary, result.reexports))
     }
 
     /// Manifest entries for outputs that are inputs passed through.
@@ -546,7 +489,8 @@ impl Engine {
         })
     }
 
-    fn inputs(&self, i: usize) -> Inputs {
+    /// Stage `i`'s resolved inputs.
+    pub(crate) fn inputs(&self, i: usize) -> Inputs {
         let mut inputs = Inputs::default();
         for (name, input) in &self.plan.stages[i].inputs {
             let path = match input {

@@ -1,6 +1,7 @@
-//! Executors run the stages a first pass could not serve from the cache.
-//! The local one is a dagrs `Graph`; the trait keeps dagrs at arm's length
-//! so another backend (Slurm) can take its place.
+//! Executors order the stages a first pass could not serve from the cache:
+//! the local one is a dagrs `Graph`, and the trait keeps dagrs at arm's
+//! length. Where each stage's work then happens (this process or a Slurm
+//! job) is the engine's [`crate::backend::StageBackend`].
 
 use std::collections::HashMap;
 use std::sync::Arc;

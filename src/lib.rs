@@ -1,6 +1,7 @@
 //! tuneflow: declarative machine-learning pipelines with a content-addressed
 //! cache. `main.rs` parses the command line and calls [`commands::main`].
 
+pub mod backend;
 pub mod cli;
 pub mod commands;
 pub mod engine;

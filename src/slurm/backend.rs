@@ -70,7 +70,11 @@ impl Slurm {
     }
 
     /// Runs one stage as a job and returns its verified result.
-    pub fn run(&self, req: &JobRequest<'_>, store: &ObjectStore) -> Result<JobResult, String> {
+    pub fn submit_and_wait(
+        &self,
+        req: &JobRequest<'_>,
+        store: &ObjectStore,
+    ) -> Result<JobResult, String> {
         std::fs::create_dir_all(req.dir).map_err(|e| e.to_string())?;
         let spec_path = req.dir.join("spec.json");
         write_atomic(
