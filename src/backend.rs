@@ -97,19 +97,11 @@ impl StageBackend for Slurm {
         let request = crate::slurm::JobRequest {
             spec: &spec,
             dir: &dir,
-            gpus: ps.resources.gpu,
+            resources: &ps.resources,
             cancel: &engine.cancel,
+            on_event: &|v| cx.events.emit(v),
         };
-        let result = self.submit_and_wait(&request, engine.store());
-        // Progress the job reported (training epochs), in order.
-        if let Ok(text) = std::fs::read_to_string(&spec.events) {
-            for line in text.lines() {
-                if let Ok(data) = serde_json::from_str(line) {
-                    cx.events.emit(data);
-                }
-            }
-        }
-        let result = result?;
+        let result = self.submit_and_wait(&request, engine.store())?;
         let _ = std::fs::remove_dir_all(&dir);
         Ok((result.outputs, result.summary, result.reexports))
     }

@@ -329,10 +329,18 @@ fn read_resources(r: &ParamReader<'_>) -> Resources {
     };
     let inner = ParamReader::new(t, None);
     let gpu = inner.uint("gpu").map_or(0, |g| g.value as u32);
+    let cpus = inner.uint("cpus").map(|c| c.value.max(1) as u32);
+    let mem = inner.str("mem").map(|m| m.value);
+    let time = inner.str("time").map(|t| t.value);
     for e in inner.finish() {
         r.error(e);
     }
-    Resources { gpu }
+    Resources {
+        gpu,
+        cpus,
+        mem,
+        time,
+    }
 }
 
 /// Resolves references and inferred edges, checks outputs, sorts the graph.
@@ -427,7 +435,7 @@ fn wire(drafts: &[Draft], diags: &mut Vec<Diagnostic>) -> Option<Vec<PlannedStag
                 outs: d.outs.iter().map(|o| o.value.clone()).collect(),
                 outputs: d.outputs.clone(),
                 upstream: up,
-                resources: d.resources,
+                resources: d.resources.clone(),
             }
         })
         .collect();

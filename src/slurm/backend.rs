@@ -35,10 +35,47 @@ pub struct JobRequest<'a> {
     pub spec: &'a JobSpec,
     /// The job's folder: spec, script, log, job id, result.
     pub dir: &'a Path,
-    /// GPUs the stage asks for.
-    pub gpus: u32,
+    /// The stage's `resources`.
+    pub resources: &'a tuneflow_stages::Resources,
     /// Set when the run is cancelled.
     pub cancel: &'a CancelFlag,
+    /// Receives the job's progress events (e.g. training epochs) as they
+    /// appear in its events file.
+    pub on_event: &'a (dyn Fn(serde_json::Value) + Sync),
+}
+
+/// Follows a job's events file (JSON lines) on the shared filesystem.
+struct EventTail {
+    offset: u64,
+}
+
+impl EventTail {
+    /// Hands every complete line written since the last call to `f`.
+    fn drain(&mut self, path: &Path, f: &dyn Fn(serde_json::Value)) {
+        use std::io::{Read, Seek};
+        let Ok(mut file) = std::fs::File::open(path) else {
+            return;
+        };
+        // A requeued or resubmitted job starts the file again.
+        if file.metadata().is_ok_and(|m| m.len() < self.offset) {
+            self.offset = 0;
+        }
+        if file.seek(std::io::SeekFrom::Start(self.offset)).is_err() {
+            return;
+        }
+        let mut text = String::new();
+        if file.read_to_string(&mut text).is_err() {
+            return;
+        }
+        // Only whole lines: the job may be halfway through one.
+        let complete = text.rfind('\n').map_or(0, |i| i + 1);
+        for line in text[..complete].lines() {
+            if let Ok(v) = serde_json::from_str(line) {
+                f(v);
+            }
+        }
+        self.offset += complete as u64;
+    }
 }
 
 impl std::fmt::Debug for Slurm {
@@ -83,11 +120,14 @@ impl Slurm {
         )
         .map_err(|e| format!("failed to write `{}`: {e}", spec_path.display()))?;
         let mut retries = self.cfg.retries;
+        let mut tail = EventTail { offset: 0 };
         let mut id = self
             .reattach(req.dir)
             .map_or_else(|| self.submit(req), Ok)?;
         loop {
-            match self.wait(&id, req.cancel, &req.spec.result)? {
+            let verdict = self.wait(&id, req, &mut tail)?;
+            tail.drain(&req.spec.events, req.on_event);
+            match verdict {
                 (Verdict::Completed, _) => {
                     self.release(&id);
                     return self.collect(req, &id, store);
@@ -156,7 +196,7 @@ impl Slurm {
                 log: &dir.join("job.log").to_string_lossy(),
                 spec: &dir.join("spec.json").to_string_lossy(),
                 tuneflow: &self.tuneflow.to_string_lossy(),
-                gpus: req.gpus,
+                resources: req.resources,
             },
         )?;
         let script_path = dir.join("job.sh");
@@ -177,9 +217,10 @@ impl Slurm {
     fn wait(
         &self,
         id: &str,
-        cancel: &CancelFlag,
-        result: &Path,
+        req: &JobRequest<'_>,
+        tail: &mut EventTail,
     ) -> Result<(Verdict, String), String> {
+        let (cancel, result) = (req.cancel, &req.spec.result);
         let interval = Duration::from_secs_f64(self.cfg.poll_seconds);
         // A lost-job state must show on two polls in a row: in between,
         // Slurm may have requeued the job itself.
@@ -200,7 +241,10 @@ impl Slurm {
                 None => (Verdict::Retry, "the job vanished from the queue".into()),
             };
             match verdict {
-                Verdict::Waiting => lost_once = false,
+                Verdict::Waiting => {
+                    lost_once = false;
+                    tail.drain(&req.spec.events, req.on_event);
+                }
                 Verdict::Retry if !lost_once => lost_once = true,
                 v => return Ok((v, why)),
             }

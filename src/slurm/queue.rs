@@ -21,8 +21,9 @@ pub struct JobScript<'a> {
     pub spec: &'a str,
     /// The `tuneflow` binary on the nodes.
     pub tuneflow: &'a str,
-    /// GPUs (`--gres=gpu:N`).
-    pub gpus: u32,
+    /// The stage's `resources`: GPUs (`--gres=gpu:N`), and cpus, mem and
+    /// time overriding the executor's defaults.
+    pub resources: &'a tuneflow_stages::Resources,
 }
 
 /// Renders the job script from `template`; unknown placeholders are errors.
@@ -30,7 +31,10 @@ pub fn render(template: &str, cfg: &SlurmConfig, job: &JobScript<'_>) -> Result<
     let mut sbatch = vec![
         format!("#SBATCH --job-name={}", job.name),
         format!("#SBATCH --output={}", job.log),
-        format!("#SBATCH --cpus-per-task={}", cfg.cpus),
+        format!(
+            "#SBATCH --cpus-per-task={}",
+            job.resources.cpus.unwrap_or(cfg.cpus)
+        ),
         // Requeued after preemption or a node failure, the job runs
         // `exec-stage` again, which resumes from the stage's checkpoint.
         "#SBATCH --requeue".to_owned(),
@@ -38,18 +42,18 @@ pub fn render(template: &str, cfg: &SlurmConfig, job: &JobScript<'_>) -> Result<
         "#SBATCH --signal=B:USR1@60".to_owned(),
     ];
     let optional = [
-        ("mem", &cfg.mem),
-        ("time", &cfg.time),
-        ("partition", &cfg.partition),
-        ("account", &cfg.account),
+        ("mem", job.resources.mem.as_ref().or(cfg.mem.as_ref())),
+        ("time", job.resources.time.as_ref().or(cfg.time.as_ref())),
+        ("partition", cfg.partition.as_ref()),
+        ("account", cfg.account.as_ref()),
     ];
     for (flag, value) in optional {
         if let Some(v) = value {
             sbatch.push(format!("#SBATCH --{flag}={v}"));
         }
     }
-    if job.gpus > 0 {
-        sbatch.push(format!("#SBATCH --gres=gpu:{}", job.gpus));
+    if job.resources.gpu > 0 {
+        sbatch.push(format!("#SBATCH --gres=gpu:{}", job.resources.gpu));
     }
     let command = format!(
         "{} exec-stage --spec {}",
@@ -220,13 +224,20 @@ pub fn scancel(ids: &[String]) {
 mod tests {
     use super::*;
 
-    fn job<'a>() -> JobScript<'a> {
+    fn job(resources: &tuneflow_stages::Resources) -> JobScript<'_> {
         JobScript {
             name: "tf-train",
             log: "/shared/.tuneflow/slurm/k/job.log",
             spec: "/shared/.tuneflow/slurm/k/spec.json",
             tuneflow: "/opt/tuneflow/bin/tuneflow",
-            gpus: 2,
+            resources,
+        }
+    }
+
+    fn gpus(n: u32) -> tuneflow_stages::Resources {
+        tuneflow_stages::Resources {
+            gpu: n,
+            ..Default::default()
         }
     }
 
@@ -239,7 +250,7 @@ mod tests {
             cpus: 4,
             ..SlurmConfig::default()
         };
-        let s = render(DEFAULT_TEMPLATE, &cfg, &job()).unwrap();
+        let s = render(DEFAULT_TEMPLATE, &cfg, &job(&gpus(2))).unwrap();
         for line in [
             "#SBATCH --job-name=tf-train",
             "#SBATCH --output=/shared/.tuneflow/slurm/k/job.log",
@@ -256,14 +267,26 @@ mod tests {
         }
         assert!(!s.contains("--account"));
         assert!(s.starts_with("#!/bin/bash\n#SBATCH"));
+        // A stage's own resources override the executor's defaults.
+        let own = tuneflow_stages::Resources {
+            gpu: 0,
+            cpus: Some(16),
+            mem: Some("64G".into()),
+            time: Some("2-00:00:00".into()),
+        };
+        let s = render(DEFAULT_TEMPLATE, &cfg, &job(&own)).unwrap();
+        for line in ["--cpus-per-task=16", "--mem=64G", "--time=2-00:00:00"] {
+            assert!(s.contains(line), "{line} missing from\n{s}");
+        }
+        assert!(!s.contains("--gres") && !s.contains("--mem=8G"));
     }
 
     #[test]
     fn site_templates_use_placeholders_and_unknown_ones_are_errors() {
         let t = "#!/bin/sh\n{{sbatch}}\n#SBATCH --qos=long\nmodule load cuda\nsrun {{ command }}\n";
-        let s = render(t, &SlurmConfig::default(), &job()).unwrap();
+        let s = render(t, &SlurmConfig::default(), &job(&gpus(0))).unwrap();
         assert!(s.contains("module load cuda\nsrun /opt/tuneflow/bin/tuneflow exec-stage"));
-        let e = render("{{nope}}", &SlurmConfig::default(), &job()).unwrap_err();
+        let e = render("{{nope}}", &SlurmConfig::default(), &job(&gpus(0))).unwrap_err();
         assert!(e.contains("`{{nope}}`"), "{e}");
     }
 

@@ -41,10 +41,17 @@ pub struct StageDecl {
 }
 
 /// What a stage may use at once.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Resources {
     /// GPUs this stage holds while it runs.
     pub gpu: u32,
+    /// CPUs for a cluster job (`--cpus-per-task`); the executor's default
+    /// when unset.
+    pub cpus: Option<u32>,
+    /// Memory for a cluster job (`--mem`, e.g. `16G`).
+    pub mem: Option<String>,
+    /// Time limit for a cluster job (`--time`, e.g. `04:00:00`).
+    pub time: Option<String>,
 }
 
 /// Inputs resolved by the runner: name -> path on disk.

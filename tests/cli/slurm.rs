@@ -157,6 +157,7 @@ fn stages_run_as_slurm_jobs() {
     a_restarted_coordinator_reattaches(&cluster);
     a_preempted_job_is_requeued_and_completes(&cluster);
     ctrl_c_cancels_the_jobs(&cluster);
+    the_in_flight_cap_holds(&cluster);
     #[cfg(feature = "torch")]
     training_gives_the_same_weights_as_local(&cluster);
 }
@@ -419,4 +420,30 @@ batch = 16
             .collect::<Vec<_>>()
     };
     assert_eq!(digests("slurm"), digests("local"));
+}
+
+/// `max-in-flight = 1`: three independent stages go one job at a time.
+fn the_in_flight_cap_holds(cluster: &Cluster) {
+    let mut text =
+        String::from("[executor]\nkind = \"slurm\"\npoll-seconds = 0.2\nmax-in-flight = 1\n");
+    for i in 0..3 {
+        text.push_str(&format!(
+            "\n[stage.c{i}]\nkind = \"command\"\ncmd = \"mkdir -p out && date +%s.%N > out/c{i}.start && sleep 1 && date +%s.%N > out/c{i}.end\"\nouts = [\"out/c{i}.start\", \"out/c{i}.end\"]\n"
+        ));
+    }
+    let f = fixture(cluster, &text);
+    f.run_ok("p.toml", &[]);
+    let read = |n: &str| f.read(n).trim().parse::<f64>().unwrap();
+    let mut spans: Vec<(f64, f64)> = (0..3)
+        .map(|i| {
+            (
+                read(&format!("out/c{i}.start")),
+                read(&format!("out/c{i}.end")),
+            )
+        })
+        .collect();
+    spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for w in spans.windows(2) {
+        assert!(w[1].0 >= w[0].1, "two jobs overlapped: {spans:?}");
+    }
 }
