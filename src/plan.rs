@@ -249,27 +249,8 @@ fn draft_stage(
             seed,
         };
         let built = build_stage(&kind.value, &cx, &r);
-        let needs_torch = tuneflow_stages::TORCH_KINDS.contains(&kind.value.as_str());
-        if built.is_none() && needs_torch && !KINDS.contains(&kind.value.as_str()) {
-            r.error(tuneflow_stages::ParamError {
-                message: format!(
-                    "stage kind `{}` needs libtorch, and this tuneflow was built without the `torch` feature",
-                    kind.value
-                ),
-                span: kind.span.clone(),
-                label: "a tensor stage kind".into(),
-                help: Some("build with the default features (`cargo build`)".into()),
-            });
-        } else if built.is_none() && !KINDS.contains(&kind.value.as_str()) {
-            r.error(tuneflow_stages::ParamError {
-                message: format!("unknown stage kind `{}`", kind.value),
-                span: kind.span.clone(),
-                label: "not a built-in stage kind".into(),
-                help: Some(match suggest(&kind.value, KINDS.iter().copied()) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("built-in kinds are: {}", KINDS.join(", ")),
-                }),
-            });
+        if built.is_none() && !KINDS.contains(&kind.value.as_str()) {
+            unknown_kind(&r, kind);
         }
         built
     });
@@ -341,6 +322,33 @@ fn read_resources(r: &ParamReader<'_>) -> Resources {
         mem,
         time,
     }
+}
+
+/// The error for a kind this build does not have: a tensor kind in a build
+/// without libtorch, or a name that is no kind at all.
+fn unknown_kind(r: &ParamReader<'_>, kind: &Spanned<String>) {
+    let error = if tuneflow_stages::TORCH_KINDS.contains(&kind.value.as_str()) {
+        tuneflow_stages::ParamError {
+            message: format!(
+                "stage kind `{}` needs libtorch, and this tuneflow was built without the `torch` feature",
+                kind.value
+            ),
+            span: kind.span.clone(),
+            label: "a tensor stage kind".into(),
+            help: Some("build with the default features (`cargo build`)".into()),
+        }
+    } else {
+        tuneflow_stages::ParamError {
+            message: format!("unknown stage kind `{}`", kind.value),
+            span: kind.span.clone(),
+            label: "not a built-in stage kind".into(),
+            help: Some(match suggest(&kind.value, KINDS.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("built-in kinds are: {}", KINDS.join(", ")),
+            }),
+        }
+    };
+    r.error(error);
 }
 
 /// Resolves references and inferred edges, checks outputs, sorts the graph.

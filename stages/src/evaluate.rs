@@ -207,45 +207,7 @@ pub fn trials(e: &Embeddings, mode: &str) -> Result<(Vec<Trial>, String), String
         _ => false,
     };
     if use_file {
-        let text = e
-            .trials
-            .as_ref()
-            .ok_or("`trials = \"file\"`, but the data came with no trial list")?;
-        let row: BTreeMap<u32, usize> = e
-            .meta
-            .indices
-            .iter()
-            .enumerate()
-            .map(|(r, &i)| (i, r))
-            .collect();
-        let mut out = Vec::new();
-        let mut outside = 0;
-        for line in text.lines() {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let parse = |s: &str| s.parse::<u32>().ok();
-            let (Some(l), Some(a), Some(b)) = (
-                f.first().and_then(|s| parse(s)),
-                f.get(1).and_then(|s| parse(s)),
-                f.get(2).and_then(|s| parse(s)),
-            ) else {
-                return Err(format!("bad trial line `{line}`"));
-            };
-            match (row.get(&a), row.get(&b)) {
-                (Some(&i), Some(&j)) => out.push((i, j, l == 1)),
-                _ => outside += 1,
-            }
-        }
-        if out.is_empty() {
-            return Err(format!(
-                "none of the {outside} trials name items in these embeddings (extract the split the trials use)"
-            ));
-        }
-        let note = if outside > 0 {
-            format!("file ({outside} trials name items outside this split and were left out)")
-        } else {
-            "file".into()
-        };
-        return Ok((out, note));
+        return trials_from_list(e);
     }
     let n = e.meta.count;
     let labels = &e.meta.labels;
@@ -280,6 +242,49 @@ pub fn trials(e: &Embeddings, mode: &str) -> Result<(Vec<Trial>, String), String
     };
     rng.shuffle(&mut all);
     Ok((all, source.into()))
+}
+
+/// The data's own trial list (`label i j`, dataset indices).
+fn trials_from_list(e: &Embeddings) -> Result<(Vec<Trial>, String), String> {
+    let text = e
+        .trials
+        .as_ref()
+        .ok_or("`trials = \"file\"`, but the data came with no trial list")?;
+    let row: BTreeMap<u32, usize> = e
+        .meta
+        .indices
+        .iter()
+        .enumerate()
+        .map(|(r, &i)| (i, r))
+        .collect();
+    let mut out = Vec::new();
+    let mut outside = 0;
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let parse = |s: &str| s.parse::<u32>().ok();
+        let (Some(l), Some(a), Some(b)) = (
+            f.first().and_then(|s| parse(s)),
+            f.get(1).and_then(|s| parse(s)),
+            f.get(2).and_then(|s| parse(s)),
+        ) else {
+            return Err(format!("bad trial line `{line}`"));
+        };
+        match (row.get(&a), row.get(&b)) {
+            (Some(&i), Some(&j)) => out.push((i, j, l == 1)),
+            _ => outside += 1,
+        }
+    }
+    if out.is_empty() {
+        return Err(format!(
+            "none of the {outside} trials name items in these embeddings (extract the split the trials use)"
+        ));
+    }
+    let note = if outside > 0 {
+        format!("file ({outside} trials name items outside this split and were left out)")
+    } else {
+        "file".into()
+    };
+    Ok((out, note))
 }
 
 /// A VoxCeleb-style list (`label enroll test`, items by id) from a file.

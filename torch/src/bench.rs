@@ -41,21 +41,16 @@ fn cpu() -> String {
     "cpu".into()
 }
 
-/// Runs the measurement; returns samples per second for training and
-/// inference.
-pub fn bench(spec: &BenchSpec) -> Result<serde_json::Value, String> {
-    if spec.threads > 0 {
-        tch::set_num_threads(spec.threads);
-    }
-    let device = crate::train::device(&spec.device);
-    let [c, h, w] = spec.input;
-    let cfg = TrainConfig {
+/// The training config of the comparison: SGD with momentum 0.9 and
+/// weight decay 5e-4, as `scripts/bench_torch.py` uses.
+fn config(spec: &BenchSpec) -> Result<TrainConfig, String> {
+    Ok(TrainConfig {
         model: ModelConfig {
             arch: "resnet".into(),
             depth: spec.depth,
             width: spec.width,
             embedding: 128,
-            in_channels: c,
+            in_channels: spec.input[0],
             stem_stride: 1,
             pooling: "avg".into(),
         },
@@ -76,7 +71,18 @@ pub fn bench(spec: &BenchSpec) -> Result<serde_json::Value, String> {
         early_stopping: None,
         precision: "fp32".into(),
         transfer: None,
-    };
+    })
+}
+
+/// Runs the measurement; returns samples per second for training and
+/// inference.
+pub fn bench(spec: &BenchSpec) -> Result<serde_json::Value, String> {
+    if spec.threads > 0 {
+        tch::set_num_threads(spec.threads);
+    }
+    let device = crate::train::device(&spec.device);
+    let [c, h, w] = spec.input;
+    let cfg = config(spec)?;
     let info = DatasetInfo::new(
         "image",
         vec![c as u32, h as u32, w as u32],
