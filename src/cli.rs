@@ -9,7 +9,12 @@ use std::path::PathBuf;
 /// Exit codes: 0 success, 1 a stage failed, 2 invalid pipeline or usage,
 /// 3 cache or IO unusable, 130 interrupted.
 #[derive(Debug, clap::Parser)]
-#[command(name = "tuneflow", version, max_term_width = 100)]
+#[command(
+    name = "tuneflow",
+    version,
+    max_term_width = 100,
+    after_help = "Stage kinds: command, ingest, augment, pretrain, freeze, fine-tune, extract, evaluate\n(one reference page each in docs/stages/<kind>.md; Slurm: docs/slurm.md)."
+)]
 pub struct Cli {
     /// The cache folder (default: `.tuneflow/` beside the pipeline file).
     #[arg(long, global = true, env = "TUNEFLOW_CACHE_DIR", value_name = "DIR")]

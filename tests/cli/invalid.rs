@@ -90,3 +90,22 @@ fn the_full_scale_recipe_validates_without_data() {
     assert!(reason("faces").contains("`/data/faces_emore` of stage `faces` does not exist"));
     assert!(reason("finetune").contains("will run"));
 }
+
+/// `tuneflow --help` names every built-in stage kind.
+#[test]
+fn help_lists_every_stage_kind() {
+    let out = std::process::Command::new(crate::harness::bin())
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for kind in tuneflow_stages::KINDS {
+        assert!(help.contains(kind), "{kind} missing from --help:\n{help}");
+        assert!(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("docs/stages/{kind}.md"))
+                .is_file(),
+            "no reference page for {kind}"
+        );
+    }
+}
