@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::data::augment_ops::Op;
 use crate::data::dataset::{DatasetInfo, DatasetReader, DatasetWriter};
 use crate::data::loader::{load_item, LoaderConfig};
-use crate::params::{ParamError, ParamReader, Spanned, ValueKind};
+use crate::params::{input_name, output_ref, ParamError, ParamReader, Spanned, ValueKind};
 use crate::registry::BuildContext;
 use crate::rng::hash_str;
 use crate::stage::{Inputs, Stage, StageContext, StageDecl, StageError, StageOutputs};
@@ -39,15 +39,7 @@ pub struct Policy {
 /// Reads `data = "stage"` or `"stage.output"` (default output `dataset`).
 pub fn data_ref(r: &ParamReader<'_>, key: &str) -> Option<Spanned<String>> {
     let data = r.required_str(key, "a dataset: `stage` or `stage.output`")?;
-    let value = if data.value.contains('.') {
-        data.value.clone()
-    } else {
-        format!("{}.dataset", data.value)
-    };
-    Some(Spanned {
-        value,
-        span: data.span,
-    })
+    Some(output_ref(data, "dataset"))
 }
 
 /// Builds an `augment` stage from its params.
@@ -60,7 +52,7 @@ pub fn build(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
     // returned so its `data` reference is checked in the same pass.
     let ops = ops.unwrap_or_default();
     let stage = Augment {
-        input: data.value.replacen('.', "/", 1),
+        input: input_name(&data.value),
         ops,
         copies,
         seed: cx.seed,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::extract::EmbeddingsMeta;
 use crate::metrics::{self, Point};
-use crate::params::{ParamReader, Spanned};
+use crate::params::{input_name, output_ref, ParamReader, Spanned};
 use crate::plots;
 use crate::registry::BuildContext;
 use crate::rng::Rng;
@@ -49,19 +49,11 @@ fn embeddings_ref(r: &ParamReader<'_>, key: &str, required: bool) -> Option<Span
     } else {
         r.str(key)?
     };
-    let value = if v.value.contains('.') {
-        v.value
-    } else {
-        format!("{}.embeddings", v.value)
-    };
-    Some(Spanned {
-        value,
-        span: v.span,
-    })
+    Some(output_ref(v, "embeddings"))
 }
 
 fn input(s: &Spanned<String>) -> String {
-    s.value.replacen('.', "/", 1)
+    input_name(&s.value)
 }
 
 /// Builds an `evaluate` stage from its params.
@@ -73,14 +65,7 @@ pub fn build(_cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
     let training: Vec<Spanned<String>> = r
         .str_list("training")
         .into_iter()
-        .map(|t| Spanned {
-            value: if t.value.contains('.') {
-                t.value
-            } else {
-                format!("{}.model", t.value)
-            },
-            span: t.span,
-        })
+        .map(|t| output_ref(t, "model"))
         .collect();
     let (trials, trials_file) = match r.str("trials") {
         None => ("auto".to_owned(), None),

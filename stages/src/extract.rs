@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::params::{ParamReader, Spanned};
+use crate::params::{input_name, output_ref, ParamReader, Spanned};
 use crate::registry::BuildContext;
 use crate::stage::{Inputs, Stage, StageContext, StageDecl, StageError, StageOutputs};
 use crate::train_params::dataset_ref;
@@ -62,15 +62,7 @@ pub struct Extract {
 /// `"stage"` -> `"stage.model"`.
 pub fn model_ref(r: &ParamReader<'_>, key: &str) -> Option<Spanned<String>> {
     let m = r.required_str(key, "a trained model: `stage` or `stage.model`")?;
-    let value = if m.value.contains('.') {
-        m.value
-    } else {
-        format!("{}.model", m.value)
-    };
-    Some(Spanned {
-        value,
-        span: m.span,
-    })
+    Some(output_ref(m, "model"))
 }
 
 /// Builds an `extract` stage from its params.
@@ -87,7 +79,7 @@ pub fn build(_cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
     let stage = Extract {
         device: crate::train_params::device(r),
         config,
-        model: model.value.replacen('.', "/", 1),
+        model: input_name(&model.value),
         data: data.data,
     };
     Some(StageDecl {

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::params::{ParamError, ParamReader, Spanned, ValueKind};
+use crate::params::{input_name, output_ref, ParamError, ParamReader, Spanned, ValueKind};
 use crate::registry::BuildContext;
 use crate::stage::{Inputs, Stage, StageContext, StageDecl, StageError, StageOutputs};
 use crate::train_config::{ModelConfig, TrainConfig, TransferConfig};
@@ -63,13 +63,7 @@ fn transfer(r: &ParamReader<'_>) -> Option<TransferConfig> {
     let reinit = r
         .str_list("reinit")
         .into_iter()
-        .map(|m| {
-            if m.value.starts_with("backbone.") {
-                m.value
-            } else {
-                format!("backbone.{}", m.value)
-            }
-        })
+        .map(|m| crate::freeze::normalise(&m.value))
         .collect();
     Some(TransferConfig {
         classes: classes(r)?,
@@ -137,16 +131,10 @@ pub fn build(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
         v.data
     });
     let from = from.map(|f| {
-        let output = if f.value.contains('.') {
-            f.value.clone()
-        } else {
-            format!("{}.model", f.value)
-        };
-        refs.push(Spanned {
-            value: output.clone(),
-            span: f.span,
-        });
-        output.replacen('.', "/", 1)
+        let output = output_ref(f, "model");
+        let input = input_name(&output.value);
+        refs.push(output);
+        input
     });
     let deps: Vec<Spanned<String>> = init.iter().cloned().collect();
     let stage = FineTune {

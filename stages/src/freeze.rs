@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::params::{suggest, ParamError, ParamReader, Spanned};
+use crate::params::{input_name, output_ref, suggest, ParamError, ParamReader, Spanned};
 use crate::registry::BuildContext;
 use crate::safetensors::read_header;
 use crate::stage::{Inputs, Stage, StageContext, StageDecl, StageError, StageOutputs};
@@ -41,7 +41,7 @@ pub struct Freeze {
 }
 
 /// `stem` -> `backbone.stem`; `backbone.layer2.0` stays.
-fn normalise(prefix: &str) -> String {
+pub fn normalise(prefix: &str) -> String {
     if prefix.starts_with("backbone.") || prefix == "backbone" {
         prefix.to_owned()
     } else {
@@ -112,21 +112,14 @@ pub fn build(_cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
     if prefixes.len() != list.len() {
         return None;
     }
-    let output = if model.value.contains('.') {
-        model.value.clone()
-    } else {
-        format!("{}.model", model.value)
-    };
+    let output = output_ref(model, "model");
     let stage = Freeze {
-        input: output.replacen('.', "/", 1),
+        input: input_name(&output.value),
         policy: make(prefixes),
     };
     Some(StageDecl {
         stage: Box::new(stage),
-        refs: vec![Spanned {
-            value: output,
-            span: model.span,
-        }],
+        refs: vec![output],
         deps: vec![],
         outs: vec![],
         outputs: vec!["model".into()],

@@ -149,6 +149,24 @@ pub struct ParamError {
     pub help: Option<String>,
 }
 
+/// A reference to another stage's output as written: `"stage.output"`, or
+/// a bare `"stage"` meaning its `default` output.
+pub fn output_ref(v: Spanned<String>, default: &str) -> Spanned<String> {
+    if v.value.contains('.') {
+        return v;
+    }
+    Spanned {
+        value: format!("{}.{default}", v.value),
+        span: v.span,
+    }
+}
+
+/// The input name the runner gives the output `"stage.output"`:
+/// `"stage/output"`.
+pub fn input_name(output: &str) -> String {
+    output.replacen('.', "/", 1)
+}
+
 /// The closest candidate to `word`, if any is close enough to suggest.
 pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates

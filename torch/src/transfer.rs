@@ -8,7 +8,7 @@ use std::path::Path;
 
 use tch::{nn, Device, Kind, Tensor};
 use tuneflow_stages::data::dataset::DatasetInfo;
-use tuneflow_stages::freeze::FreezeFile;
+use tuneflow_stages::freeze::{in_module, FreezeFile};
 use tuneflow_stages::train_config::{LossConfig, ModelConfig, TrainConfig, TransferConfig};
 use tuneflow_stages::worker::WorkerSpec;
 
@@ -230,13 +230,7 @@ pub fn load_backbone(
     adapt_channels: bool,
     reinit: &[String],
 ) -> Result<(), String> {
-    let fresh = |k: &str| {
-        reinit.iter().any(|m| {
-            k == m
-                || k.strip_prefix(m.as_str())
-                    .is_some_and(|r| r.starts_with('.'))
-        })
-    };
+    let fresh = |k: &str| reinit.iter().any(|m| in_module(k, m));
     let named = Tensor::read_safetensors(path)
         .map_err(|e| format!("failed to read weights `{}`: {e}", path.display()))?;
     let source: BTreeMap<String, Tensor> = named
