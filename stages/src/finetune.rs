@@ -10,25 +10,18 @@ use std::collections::BTreeMap;
 use crate::params::{input_name, output_ref, ParamError, ParamReader, Spanned, ValueKind};
 use crate::registry::BuildContext;
 use crate::stage::{Inputs, Stage, StageContext, StageDecl, StageError, StageOutputs};
-use crate::train_config::{ModelConfig, TrainConfig, TransferConfig};
-use crate::train_params::{dataset_ref, key_params, model, train_config};
-use crate::worker::{run_training, WorkerSpec};
+use crate::train_config::{ModelConfig, TransferConfig};
+use crate::train_params::{dataset_ref, model, train_config, Training};
+use crate::worker::run_training;
 
 /// A configured `fine-tune` stage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FineTune {
-    /// The stage's own device, if set.
-    device: Option<String>,
-    config: TrainConfig,
-    data: String,
-    val: Option<String>,
-    policy: Option<String>,
+    training: Training,
     /// The upstream model input (`stage/model`).
     from: Option<String>,
     /// External weights, relative to the pipeline folder.
     init: Option<String>,
-    seed: i64,
-    name: String,
 }
 
 /// `head = { classes = "auto" | N }`.
@@ -125,11 +118,8 @@ pub fn build(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
     if let Some(c) = &mut config {
         c.transfer = Some(transfer?);
     }
-    let mut refs = vec![data.written];
-    let val = val.map(|v| {
-        refs.push(v.written);
-        v.data
-    });
+    let mut refs = Vec::new();
+    let training = Training::new(cx, r, config, data, val, &mut refs);
     let from = from.map(|f| {
         let output = output_ref(f, "model");
         let input = input_name(&output.value);
@@ -138,15 +128,9 @@ pub fn build(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
     });
     let deps: Vec<Spanned<String>> = init.iter().cloned().collect();
     let stage = FineTune {
-        device: crate::train_params::device(r),
-        config: config?,
-        data: data.data,
-        val,
-        policy: data.policy,
+        training: training?,
         from,
         init: init.map(|i| i.value),
-        seed: cx.seed,
-        name: cx.name.to_owned(),
     };
     Some(StageDecl {
         stage: Box::new(stage),
@@ -167,30 +151,16 @@ impl Stage for FineTune {
     }
 
     fn params(&self) -> BTreeMap<String, String> {
-        let mut p = key_params(&self.config, self.seed, &self.name);
+        let mut p = self.training.key_params();
         p.insert("from".into(), format!("{:?}", self.from));
         p.insert("init".into(), format!("{:?}", self.init));
         p
     }
 
     fn run(&self, cx: &StageContext, inputs: &Inputs) -> Result<StageOutputs, StageError> {
-        let spec = WorkerSpec {
-            kind: "fine-tune".into(),
-            stage: self.name.clone(),
-            config: serde_json::to_value(&self.config).expect("configs serialize"),
-            train: inputs.tree(&self.data)?,
-            val: self.val.as_deref().map(|v| inputs.tree(v)).transpose()?,
-            policy: self
-                .policy
-                .as_ref()
-                .and_then(|p| inputs.paths.get(p).cloned()),
-            model: self.from.as_deref().map(|m| inputs.tree(m)).transpose()?,
-            init: self.init.as_ref().map(|i| cx.workdir.join(i)),
-            out: cx.scratch.join("model"),
-            checkpoints: cx.checkpoints.clone(),
-            seed: self.seed,
-            device: self.device.clone().unwrap_or_else(|| cx.device.clone()),
-        };
+        let model = self.from.as_deref().map(|m| inputs.tree(m)).transpose()?;
+        let init = self.init.as_ref().map(|i| cx.workdir.join(i));
+        let spec = self.training.spec("fine-tune", cx, inputs, model, init)?;
         run_training(cx, &spec)
     }
 }

@@ -212,3 +212,85 @@ pub fn device(r: &ParamReader<'_>) -> Option<String> {
     }
     Some(d.value)
 }
+
+/// What `pretrain` and `fine-tune` both hold: the config, the data inputs,
+/// and what seeds and places the run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Training {
+    /// The typed config the worker trains with.
+    pub config: TrainConfig,
+    /// Input names: the dataset, optional validation data and policy.
+    pub data: String,
+    /// Validation data.
+    pub val: Option<String>,
+    /// The augmentation policy (from a bare `augment` stage reference).
+    pub policy: Option<String>,
+    /// `[pipeline] seed`.
+    pub seed: i64,
+    /// The stage's name (seeds the data order).
+    pub name: String,
+    /// The stage's own device, if set.
+    pub device: Option<String>,
+}
+
+impl Training {
+    /// Reads the stage's `device` and wires `data` and `val` into `refs`;
+    /// `None` when the config had errors (already recorded).
+    pub fn new(
+        cx: &crate::registry::BuildContext<'_>,
+        r: &ParamReader<'_>,
+        config: Option<TrainConfig>,
+        data: DataRef,
+        val: Option<DataRef>,
+        refs: &mut Vec<Spanned<String>>,
+    ) -> Option<Self> {
+        let device = device(r);
+        refs.push(data.written);
+        let val = val.map(|v| {
+            refs.push(v.written);
+            v.data
+        });
+        Some(Self {
+            config: config?,
+            data: data.data,
+            val,
+            policy: data.policy,
+            seed: cx.seed,
+            name: cx.name.to_owned(),
+            device,
+        })
+    }
+
+    /// The worker spec for `kind`, starting from `model` or `init` weights.
+    pub fn spec(
+        &self,
+        kind: &str,
+        cx: &crate::stage::StageContext,
+        inputs: &crate::stage::Inputs,
+        model: Option<std::collections::BTreeMap<String, std::path::PathBuf>>,
+        init: Option<std::path::PathBuf>,
+    ) -> Result<crate::worker::WorkerSpec, crate::stage::StageError> {
+        Ok(crate::worker::WorkerSpec {
+            kind: kind.into(),
+            stage: self.name.clone(),
+            config: serde_json::to_value(&self.config).expect("configs serialize"),
+            train: inputs.tree(&self.data)?,
+            val: self.val.as_deref().map(|v| inputs.tree(v)).transpose()?,
+            policy: self
+                .policy
+                .as_ref()
+                .and_then(|p| inputs.paths.get(p).cloned()),
+            model,
+            init,
+            out: cx.scratch.join("model"),
+            checkpoints: cx.checkpoints.clone(),
+            seed: self.seed,
+            device: self.device.clone().unwrap_or_else(|| cx.device.clone()),
+        })
+    }
+
+    /// The key params: the config, flattened, plus seed and name.
+    pub fn key_params(&self) -> std::collections::BTreeMap<String, String> {
+        key_params(&self.config, self.seed, &self.name)
+    }
+}
