@@ -329,16 +329,10 @@ impl Slurm {
             .and_then(|r| r.error)
             .map(|e| format!("{e}\n"))
             .unwrap_or_default();
-        let mut text = String::new();
-        for log in [&req.spec.log, &req.dir.join("job.log")] {
-            if let Ok(t) = std::fs::read_to_string(log) {
-                text.push_str(&t);
-            }
-        }
-        let lines: Vec<&str> = text.lines().collect();
-        let tail: String = lines[lines.len().saturating_sub(20)..]
-            .iter()
-            .map(|l| format!("  | {l}\n"))
+        // The stage's log, then the job's (Slurm's `--output`).
+        let tail: String = [&req.spec.log, &req.dir.join("job.log")]
+            .into_iter()
+            .map(|log| tuneflow_stages::worker::tail(log))
             .collect();
         format!(
             "Slurm job {id} ended {why}, exit code {exit}\n{stage_error}{tail}job folder: {}",

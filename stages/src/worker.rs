@@ -160,7 +160,7 @@ pub fn run_worker(cx: &StageContext, spec: &WorkerSpec) -> Result<serde_json::Va
 }
 
 /// The last lines of a log, indented, for failure messages.
-fn tail(path: &Path) -> String {
+pub fn tail(path: &Path) -> String {
     let mut text = String::new();
     let _ = std::fs::File::open(path).and_then(|mut f| f.read_to_string(&mut text));
     let lines: Vec<&str> = text.lines().collect();
