@@ -182,9 +182,13 @@ pub fn load(files: &BTreeMap<String, PathBuf>, name: &str) -> Result<Embeddings,
 pub type Trial = (usize, usize, bool);
 
 /// The trials to score, and where they came from.
-pub fn trials(e: &Embeddings, mode: &str) -> Result<(Vec<Trial>, String), String> {
-    if let Some(path) = mode.strip_prefix("path:") {
-        return trials_by_id(e, Path::new(path));
+pub fn trials(
+    e: &Embeddings,
+    mode: &str,
+    file: Option<&Path>,
+) -> Result<(Vec<Trial>, String), String> {
+    if let Some(path) = file {
+        return trials_by_id(e, path);
     }
     let use_file = match mode {
         "file" => true,
@@ -351,9 +355,10 @@ pub fn score(
             metrics::centroid_accuracy(&en.matrix, &en.meta.labels, &e.matrix, &e.meta.labels, dim);
         m.insert("centroid_acc".into(), acc.into());
     }
+    let norms = metrics::row_norms(&e.matrix, dim);
     let scored: Vec<(f64, bool)> = list
         .iter()
-        .map(|&(i, j, same)| (metrics::cosine_rows(&e.matrix, dim, i, j), same))
+        .map(|&(i, j, same)| (metrics::cosine_rows(&e.matrix, dim, &norms, i, j), same))
         .collect();
     let positives = scored.iter().filter(|t| t.1).count();
     if positives == 0 || positives == scored.len() {
@@ -439,11 +444,9 @@ impl Stage for Evaluate {
             .as_ref()
             .map(|n| self.load(inputs, n))
             .transpose()?;
-        let mode = match &self.trials_file {
-            Some(f) => format!("path:{}", cx.workdir.join(f).display()),
-            None => self.trials.clone(),
-        };
-        let (list, source) = trials(&e, &mode).map_err(StageError::Other)?;
+        let file = self.trials_file.as_ref().map(|f| cx.workdir.join(f));
+        let (list, source) =
+            trials(&e, &self.trials, file.as_deref()).map_err(StageError::Other)?;
         let (mut mine, roc) = score(&e, enroll.as_ref(), &list).map_err(StageError::Other)?;
         self.keep_selected(&mut mine);
         let mut report = serde_json::json!({

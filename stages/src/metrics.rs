@@ -176,7 +176,8 @@ pub fn top_k(scores: &[f32], classes: usize, labels: &[u32], k: usize) -> f64 {
 }
 
 /// Nearest-class-centroid accuracy by cosine: centroids are the means of
-/// the L2-normalised enrolment embeddings of each class.
+/// the L2-normalised enrolment embeddings of each class. Norms are taken
+/// once per row and per centroid.
 pub fn centroid_accuracy(
     enroll: &[f32],
     enroll_labels: &[u32],
@@ -186,22 +187,34 @@ pub fn centroid_accuracy(
 ) -> f64 {
     let classes = enroll_labels.iter().max().map_or(0, |&m| m as usize + 1);
     let mut centroids = vec![0.0f64; classes * dim];
+    let mut present = vec![false; classes];
     for (row, &l) in enroll.chunks_exact(dim).zip(enroll_labels) {
         let n = norm(row);
+        present[l as usize] = true;
         for (c, v) in centroids[l as usize * dim..][..dim].iter_mut().zip(row) {
             *c += f64::from(*v) / n;
         }
     }
-    let present: Vec<bool> = (0..classes)
-        .map(|c| enroll_labels.contains(&(c as u32)))
+    let centroid_norms: Vec<f64> = centroids
+        .chunks_exact(dim.max(1))
+        .map(|c| c.iter().map(|y| y * y).sum::<f64>().sqrt().max(1e-12))
         .collect();
     let hits = test
         .chunks_exact(dim)
         .zip(test_labels)
         .filter(|(row, &label)| {
+            let n = norm(row);
             let best = (0..classes)
                 .filter(|&c| present[c])
-                .map(|c| (cosine(row, &centroids[c * dim..][..dim]), c))
+                .map(|c| {
+                    let centroid = &centroids[c * dim..][..dim];
+                    let dot: f64 = row
+                        .iter()
+                        .zip(centroid)
+                        .map(|(&x, &y)| f64::from(x) * y)
+                        .sum();
+                    (dot / (n * centroid_norms[c]), c)
+                })
                 .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
             best.is_some_and(|(_, c)| c == label as usize)
         })
@@ -217,21 +230,22 @@ fn norm(v: &[f32]) -> f64 {
         .max(1e-12)
 }
 
-fn cosine(a: &[f32], b: &[f64]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(&x, &y)| f64::from(x) * y).sum();
-    let nb = b.iter().map(|y| y * y).sum::<f64>().sqrt().max(1e-12);
-    dot / (norm(a) * nb)
+/// The L2 norm of every row of a `rows x dim` matrix, for
+/// [`cosine_rows`]: a row takes part in many trials, its norm is taken once.
+pub fn row_norms(m: &[f32], dim: usize) -> Vec<f64> {
+    m.chunks_exact(dim.max(1)).map(norm).collect()
 }
 
-/// Cosine similarity of rows `i` and `j` of a `rows x dim` matrix.
-pub fn cosine_rows(m: &[f32], dim: usize, i: usize, j: usize) -> f64 {
+/// Cosine similarity of rows `i` and `j` of a `rows x dim` matrix whose
+/// row norms are `norms`.
+pub fn cosine_rows(m: &[f32], dim: usize, norms: &[f64], i: usize, j: usize) -> f64 {
     let (a, b) = (&m[i * dim..][..dim], &m[j * dim..][..dim]);
     let dot: f64 = a
         .iter()
         .zip(b)
         .map(|(&x, &y)| f64::from(x) * f64::from(y))
         .sum();
-    dot / (norm(a) * norm(b))
+    dot / (norms[i] * norms[j])
 }
 
 #[cfg(test)]
