@@ -9,12 +9,7 @@ use std::path::PathBuf;
 /// Exit codes: 0 success, 1 a stage failed, 2 invalid pipeline or usage,
 /// 3 cache or IO unusable, 130 interrupted.
 #[derive(Debug, clap::Parser)]
-#[command(
-    name = "tuneflow",
-    version,
-    max_term_width = 100,
-    after_help = "Stage kinds: command, ingest, augment, pretrain, freeze, fine-tune, extract, evaluate\n(one reference page each in docs/stages/<kind>.md; Slurm: docs/slurm.md)."
-)]
+#[command(name = "tuneflow", version, max_term_width = 100)]
 pub struct Cli {
     /// The cache folder (default: `.tuneflow/` beside the pipeline file).
     #[arg(long, global = true, env = "TUNEFLOW_CACHE_DIR", value_name = "DIR")]
@@ -202,4 +197,14 @@ pub struct GcArgs {
     /// JSON output.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Parses the command line; `--help` lists the stage kinds from the kinds
+/// table.
+pub fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command()
+        .after_help(tuneflow_stages::kinds::help())
+        .get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }

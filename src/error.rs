@@ -1,7 +1,7 @@
-//! User-facing errors, their rendering, and the exit codes, in one place.
+//! The exit codes and the errors that stop a command (as opposed to a stage
+//! failing), in one place.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use crate::pipeline::PipelineError;
 
 /// Exit codes, as documented in `tuneflow --help`.
 pub mod exit {
@@ -17,123 +17,6 @@ pub mod exit {
     pub const INTERRUPTED: i32 = 130;
 }
 
-/// One problem in a pipeline file.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Diagnostic {
-    /// What is wrong (lowercase, no final period).
-    pub message: String,
-    /// Where, when known.
-    pub span: Option<std::ops::Range<usize>>,
-    /// The caret's label.
-    pub label: String,
-    /// Advice.
-    pub help: Option<String>,
-}
-
-impl From<tuneflow_stages::ParamError> for Diagnostic {
-    fn from(e: tuneflow_stages::ParamError) -> Self {
-        Self {
-            message: e.message,
-            span: e.span,
-            label: e.label,
-            help: e.help,
-        }
-    }
-}
-
-/// Why a pipeline could not be loaded or planned.
-#[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
-    /// The file could not be read.
-    #[error("failed to read pipeline `{path}`: {message}")]
-    Unreadable {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        message: String,
-    },
-    /// The file has errors (all of them are listed).
-    #[error("pipeline `{path}` is invalid ({} error{})", diagnostics.len(), if diagnostics.len() == 1 { "" } else { "s" })]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// Its text.
-        text: Arc<str>,
-        /// Every problem found.
-        diagnostics: Vec<Diagnostic>,
-    },
-    /// The command line is wrong.
-    #[error("{0}")]
-    Usage(String),
-}
-
-impl PipelineError {
-    /// Renders every diagnostic with file:line:column and a caret, without
-    /// colour, `width` columns wide.
-    pub fn render(&self, width: usize) -> String {
-        let Self::Invalid {
-            path,
-            text,
-            diagnostics,
-        } = self
-        else {
-            return format!("error: {self}\n");
-        };
-        let handler =
-            miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
-                .with_width(width);
-        let mut out = String::new();
-        for d in diagnostics {
-            let report = Rendered {
-                d: d.clone(),
-                src: miette::NamedSource::new(path.display().to_string(), text.to_string()),
-            };
-            let _ = handler.render_report(&mut out, &report);
-            if d.span.is_none() {
-                out.push_str(&format!(
-                    "  (in `{}`, from --set or a missing key)\n",
-                    path.display()
-                ));
-            }
-        }
-        out.push_str(&format!("error: {self}\n"));
-        out
-    }
-}
-
-#[derive(Debug)]
-struct Rendered {
-    d: Diagnostic,
-    src: miette::NamedSource<String>,
-}
-
-impl std::fmt::Display for Rendered {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.d.message)
-    }
-}
-impl std::error::Error for Rendered {}
-
-impl miette::Diagnostic for Rendered {
-    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
-        self.d
-            .help
-            .as_ref()
-            .map(|h| Box::new(h) as Box<dyn std::fmt::Display>)
-    }
-    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
-        self.d
-            .span
-            .as_ref()
-            .map(|_| &self.src as &dyn miette::SourceCode)
-    }
-    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
-        let span = self.d.span.clone()?;
-        let label = miette::LabeledSpan::new(Some(self.d.label.clone()), span.start, span.len());
-        Some(Box::new(std::iter::once(label)))
-    }
-}
-
 /// Why a run could not go on (as opposed to a stage failing).
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -146,6 +29,15 @@ pub enum RunError {
     /// Another run holds the cache.
     #[error(transparent)]
     Locked(#[from] tuneflow_cache::LockError),
+}
+
+impl From<crate::run::cache::OpenError> for RunError {
+    fn from(e: crate::run::cache::OpenError) -> Self {
+        match e {
+            crate::run::cache::OpenError::Locked(l) => Self::Locked(l),
+            crate::run::cache::OpenError::Cache(c) => Self::Cache(c),
+        }
+    }
 }
 
 impl RunError {

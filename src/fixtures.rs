@@ -19,7 +19,8 @@ use std::process::Command;
 use tuneflow_stages::data::{pickle_bin, recordio, sources::mnist_values};
 use tuneflow_stages::rng::{hash_str, Rng};
 
-use crate::error::{exit, PipelineError, RunError};
+use crate::error::{exit, RunError};
+use crate::pipeline::PipelineError;
 
 /// Bumped when the generated data would change.
 const VERSION: u32 = 1;

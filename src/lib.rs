@@ -1,23 +1,27 @@
 //! tuneflow: declarative machine-learning pipelines with a content-addressed
 //! cache. `main.rs` parses the command line and calls [`commands::main`].
+//!
+//! Where things happen, top to bottom (a module uses only modules below
+//! it; `tests/cli/layers.rs` checks it):
+//!
+//! - [`commands`]: one file per subcommand; with [`report`], the only code
+//!   that prints;
+//! - [`cli`], [`report`], [`fixtures`], [`slurm`]: argument structs, event
+//!   renderers, test datasets, the Slurm backend;
+//! - [`error`]: exit codes and the errors that stop a command;
+//! - [`run`]: the run path: keys, the cache decision, jobs, backends, the
+//!   engine, the session;
+//! - [`pipeline`]: the pipeline file, from TOML with spans to a validated
+//!   plan.
+//!
+//! The stage kinds, the params model and the artifact formats are in the
+//! `tuneflow-stages` crate; the object store and index in `tuneflow-cache`.
 
-pub mod backend;
 pub mod cli;
 pub mod commands;
-pub mod engine;
 pub mod error;
-pub mod executor;
-pub mod export;
 pub mod fixtures;
-pub mod graph;
-pub mod keys;
-pub mod maintenance;
-pub mod metrics;
-pub mod outputs;
-pub mod plan;
+pub mod pipeline;
 pub mod report;
-pub mod resources;
+pub mod run;
 pub mod slurm;
-pub mod spec;
-pub mod state;
-pub mod status;

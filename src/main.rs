@@ -1,7 +1,13 @@
 //! `tuneflow`: argv -> [`tuneflow::commands::main`] -> exit code.
 
 fn main() {
-    let cli = <tuneflow::cli::Cli as clap::Parser>::parse();
+    let cli = tuneflow::cli::parse();
+    if !matches!(
+        cli.command,
+        tuneflow::cli::Command::Run(_) | tuneflow::cli::Command::ExecStage(_)
+    ) {
+        die_on_broken_pipe();
+    }
     let level = match cli.verbose {
         0 => "warn",
         1 => "info",
@@ -15,4 +21,15 @@ fn main() {
         .without_time()
         .init();
     std::process::exit(tuneflow::commands::main(cli));
+}
+
+/// Reports end quietly when their reader goes away (`tuneflow metrics | head`),
+/// as Unix tools do. A run keeps ignoring SIGPIPE: losing its reader must
+/// not kill stages halfway.
+#[expect(unsafe_code, reason = "signal(2) has no safe wrapper in std")]
+fn die_on_broken_pipe() {
+    // SAFETY: resetting a signal to its default disposition is always sound.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }

@@ -1,95 +1,25 @@
-//! Progress is data: the engine sends [`RunEvent`]s and a reporter renders
-//! them as JSON lines (`--json`, on stdout), a live view (a terminal), or
-//! plain lines (anything else, on stderr).
+//! Renders a run's events ([`crate::run::events`]) as JSON lines (`--json`,
+//! on stdout), a live view (a terminal), or plain lines (anything else, on
+//! stderr), on a thread of its own.
 
 use std::io::IsTerminal;
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// Something that happened during a run.
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(tag = "event", rename_all = "kebab-case")]
-pub enum RunEvent {
-    /// The run began.
-    RunStarted {
-        /// The pipeline's name.
-        pipeline: String,
-        /// How many stages it has.
-        stages: usize,
-    },
-    /// A stage's outputs came from the cache.
-    StageCached {
-        /// The stage.
-        stage: String,
-        /// Its key (full hex).
-        key: String,
-        /// Workspace outputs that had to be restored.
-        restored: Vec<String>,
-        /// Output name -> digest.
-        outputs: std::collections::BTreeMap<String, String>,
-    },
-    /// A stage began running.
-    StageStarted {
-        /// The stage.
-        stage: String,
-        /// Its key.
-        key: String,
-        /// Why it runs.
-        reason: String,
-    },
-    /// A stage finished and its outputs are committed.
-    StageFinished {
-        /// The stage.
-        stage: String,
-        /// Its key.
-        key: String,
-        /// Wall time.
-        seconds: f64,
-        /// Output name -> digest.
-        outputs: std::collections::BTreeMap<String, String>,
-        /// What the stage reported (counts, metrics), if anything.
-        #[serde(skip_serializing_if = "serde_json::Value::is_null")]
-        summary: serde_json::Value,
-    },
-    /// Progress a stage reported (e.g. a training epoch); `data` holds the
-    /// stage's own `event` name and fields, flattened into the line.
-    #[serde(skip)]
-    Stage {
-        /// The stage.
-        stage: String,
-        /// The stage's event.
-        data: serde_json::Value,
-    },
-    /// A stage failed.
-    StageFailed {
-        /// The stage.
-        stage: String,
-        /// What went wrong.
-        error: String,
-    },
-    /// A stage did not run because of a failure elsewhere.
-    StageSkipped {
-        /// The stage.
-        stage: String,
-        /// Why.
-        reason: String,
-    },
-    /// The run ended.
-    RunFinished {
-        /// Stages that ran.
-        ran: usize,
-        /// Stages served from the cache.
-        cached: usize,
-        /// Stages that failed.
-        failed: usize,
-        /// Stages skipped.
-        skipped: usize,
-        /// Wall time.
-        seconds: f64,
-        /// Peak resident memory of the runner process (VmHWM), KiB.
-        #[serde(rename = "peak-rss-kib", skip_serializing_if = "Option::is_none")]
-        peak_rss_kib: Option<u64>,
-    },
+use tuneflow_stages::worker::WorkerEvent;
+
+use crate::run::events::{Reporter, RunEvent};
+
+/// Starts the rendering thread for `mode`; join the handle after dropping
+/// every [`Reporter`] to flush.
+pub fn start(mode: Mode) -> (Reporter, std::thread::JoinHandle<()>) {
+    let (reporter, rx) = Reporter::channel();
+    let handle = std::thread::spawn(move || match mode {
+        Mode::Json => render_json(rx),
+        Mode::Plain => render_plain(rx),
+        Mode::Live => render_live(rx),
+    });
+    (reporter, handle)
 }
 
 /// How events are shown.
@@ -118,31 +48,6 @@ impl Mode {
     }
 }
 
-/// Sends events to the rendering thread.
-#[derive(Clone)]
-pub struct Reporter {
-    tx: mpsc::Sender<RunEvent>,
-}
-
-impl Reporter {
-    /// Starts the rendering thread; join the handle after dropping every
-    /// `Reporter` to flush.
-    pub fn start(mode: Mode) -> (Self, std::thread::JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel();
-        let handle = std::thread::spawn(move || match mode {
-            Mode::Json => render_json(rx),
-            Mode::Plain => render_plain(rx),
-            Mode::Live => render_live(rx),
-        });
-        (Self { tx }, handle)
-    }
-
-    /// Reports an event.
-    pub fn send(&self, event: RunEvent) {
-        let _ = self.tx.send(event);
-    }
-}
-
 // The renderers buffer in their own writer and take the stdout/stderr lock
 // only to flush: holding it for the whole run would block anything else that
 // writes there (a `tracing` warning, say) forever.
@@ -151,9 +56,9 @@ fn render_json(rx: mpsc::Receiver<RunEvent>) {
     let mut out = std::io::BufWriter::new(std::io::stdout());
     for event in rx {
         let _ = match &event {
-            RunEvent::Stage { stage, data } => {
-                let mut line = data.as_object().cloned().unwrap_or_default();
-                line.insert("stage".into(), stage.clone().into());
+            RunEvent::Stage { stage, event } => {
+                let mut line = serde_json::to_value(event).expect("events serialize");
+                line["stage"] = stage.clone().into();
                 serde_json::to_writer(&mut out, &line)
             }
             other => serde_json::to_writer(&mut out, other),
@@ -183,7 +88,8 @@ fn plain_line(event: &RunEvent) -> Option<String> {
             format!("finished  {stage} in {seconds:.2}s")
         }
         RunEvent::StageFailed { stage, error } => format!("FAILED    {stage}: {error}"),
-        RunEvent::Stage { stage, data } => stage_line(stage, data),
+        RunEvent::Stage { stage, event } => stage_line(stage, event)?,
+        RunEvent::StageInterrupted { stage } => format!("interrupted {stage}"),
         RunEvent::StageSkipped { stage, reason } => format!("skipped   {stage} ({reason})"),
         RunEvent::RunFinished {
             ran,
@@ -198,20 +104,25 @@ fn plain_line(event: &RunEvent) -> Option<String> {
     })
 }
 
-/// A stage's own event as one line: `epoch 3/10 pretrain: loss 1.234 ...`.
-fn stage_line(stage: &str, data: &serde_json::Value) -> String {
-    let kind = data["event"].as_str().unwrap_or("progress");
-    let fields: Vec<String> = data
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(k, _)| *k != "event")
-        .map(|(k, v)| match v.as_f64() {
-            Some(f) if f.fract() != 0.0 => format!("{k} {f:.4}"),
-            _ => format!("{k} {v}"),
-        })
-        .collect();
-    format!("{kind:<9} {stage}: {}", fields.join(", "))
+/// A stage's own event as one line with fixed columns that fits 80
+/// columns: `epoch  3/15 pretrain  loss 1.2345 acc 0.456 val 1.3000 0.400 lr 0.05000`.
+fn stage_line(stage: &str, event: &WorkerEvent) -> Option<String> {
+    match event {
+        WorkerEvent::Epoch { stats, epochs, .. } => {
+            let val = match (stats.val_loss, stats.val_acc) {
+                (Some(l), Some(a)) => format!(" val {l:.4} {a:.3}"),
+                _ => String::new(),
+            };
+            Some(format!(
+                "epoch {:>2}/{:<2} {stage}  loss {:.4} acc {:.3}{val} lr {:.5}",
+                stats.epoch, epochs, stats.train_loss, stats.train_acc, stats.lr
+            ))
+        }
+        WorkerEvent::Resumed { epoch, epochs } => {
+            Some(format!("resuming  {stage} from epoch {epoch} of {epochs}"))
+        }
+        WorkerEvent::TrainResult(_) | WorkerEvent::ExtractResult(_) => None,
+    }
 }
 
 fn render_plain(rx: mpsc::Receiver<RunEvent>) {
@@ -244,6 +155,7 @@ fn render_live(rx: mpsc::Receiver<RunEvent>) {
             RunEvent::StageStarted { stage, .. } => running.push(stage.clone()),
             RunEvent::StageFinished { stage, .. }
             | RunEvent::StageFailed { stage, .. }
+            | RunEvent::StageInterrupted { stage }
             | RunEvent::StageCached { stage, .. }
             | RunEvent::StageSkipped { stage, .. } => {
                 running.retain(|s| s != stage);

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-/// Bytes stored as a file under `objects/` (never inside sled).
+/// Bytes stored as a file under `objects/`.
 #[derive(Debug)]
 pub enum Blob {}
 /// Everything that determines a stage's outputs.

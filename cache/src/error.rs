@@ -15,14 +15,6 @@ pub enum CacheError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The sled index failed.
-    #[error("cache index `{path}` is unusable: {source}")]
-    Index {
-        /// The index folder.
-        path: PathBuf,
-        /// The sled error.
-        source: sled::Error,
-    },
     /// A record in the index could not be decoded.
     #[error("cache index record `{what}` is corrupt: {detail}")]
     CorruptRecord {

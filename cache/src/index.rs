@@ -1,20 +1,27 @@
-//! The sled index: stage key -> output manifest, file stat records, per-stage
-//! key records (for `status` explanations) and run records (for `gc`).
+//! The index: stage key -> output manifest, per-stage key records (for
+//! `status` explanations), run records, and two pure caches (file stats,
+//! verified objects), as plain files beside the object store:
 //!
-//! Trees carry a version in their name; a format change bumps the suffix and
-//! stale trees are dropped on open, as uv names its cache buckets.
+//! ```text
+//! results/ab/<key>.json      Manifest, written (fsynced) after its blobs
+//! records/<pipeline>/<stage>.json   what went into the stage's last key
+//! runs/<run-id>/run.json     one record per run (logs sit beside it)
+//! stats/ab/<hash of path>    stat records of a hashed file or folder
+//! verified/ab/<digest>       the stat an object had when last verified
+//! ```
+//!
+//! Every file is replaced by an atomic rename, so any number of processes
+//! may read while one writes: `status`, `export` and `metrics` never need
+//! the run lock. (This replaced sled, which lets one process open the
+//! database at a time.) Formats carry a version in their folder or first
+//! bytes; a format change bumps it.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::digest::{BlobDigest, StageDigest};
-use crate::error::CacheError;
-
-const RESULTS: &str = "stage-results-v1";
-const STATS: &str = "file-stats-v1";
-const STAGES: &str = "stage-records-v1";
-const RUNS: &str = "runs-v1";
-const CURRENT: [&str; 4] = [RESULTS, STATS, STAGES, RUNS];
+use crate::error::{CacheError, IoContext};
 
 /// Whether an output is one file or a folder (a tree blob).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -70,16 +77,16 @@ pub struct StageRecord {
     pub kind: String,
     /// Implementation version of the kind.
     pub version: u32,
-    /// Each param as canonical text.
-    pub params: BTreeMap<String, String>,
+    /// Each param's typed value, as keyed.
+    pub params: BTreeMap<String, serde_json::Value>,
     /// Each input's digest (hex).
     pub inputs: BTreeMap<String, String>,
 }
 
-/// One `tuneflow run`, for `gc --keep-last`.
+/// One `tuneflow run`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RunRecord {
-    /// Start time, nanoseconds since the epoch (also the record's id).
+    /// Start time, nanoseconds since the epoch.
     pub started: u64,
     /// The pipeline file.
     pub pipeline: String,
@@ -92,129 +99,119 @@ pub struct RunRecord {
     pub metrics: BTreeMap<String, serde_json::Value>,
 }
 
-/// The sled database.
+/// The stat an object had when its bytes last hashed to its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectStat {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, ns.
+    pub mtime: i64,
+    /// Change time, ns (any write, chmod or new link changes it).
+    pub ctime: i64,
+    /// Inode.
+    pub ino: u64,
+}
+
+impl ObjectStat {
+    /// The stat of `meta`.
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self {
+            size: meta.size(),
+            mtime: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            ctime: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+            ino: meta.ino(),
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = b"TFV1".to_vec();
+        for v in [self.size, self.mtime as u64, self.ctime as u64, self.ino] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out
+    }
+
+    fn decode(b: &[u8]) -> Option<Self> {
+        let rest = b.strip_prefix(b"TFV1")?;
+        if rest.len() != 32 {
+            return None;
+        }
+        let at = |i: usize| u64::from_le_bytes(rest[i * 8..i * 8 + 8].try_into().expect("8"));
+        Some(Self {
+            size: at(0),
+            mtime: at(1) as i64,
+            ctime: at(2) as i64,
+            ino: at(3),
+        })
+    }
+}
+
+/// The index of one cache folder.
+#[derive(Debug, Clone)]
 pub struct Index {
-    db: sled::Db,
-    path: PathBuf,
-    results: sled::Tree,
-    stats: sled::Tree,
-    stages: sled::Tree,
-    runs: sled::Tree,
+    root: PathBuf,
+}
+
+/// `ab/cdef...` for a hex name.
+fn fan_out(dir: &Path, hex: &str, ext: &str) -> PathBuf {
+    dir.join(&hex[..2]).join(format!("{}{ext}", &hex[2..]))
 }
 
 impl Index {
-    /// Opens the index, dropping trees of older formats.
-    pub fn open(path: &Path) -> Result<Self, CacheError> {
-        let err = |source| CacheError::Index {
-            path: path.to_path_buf(),
-            source,
-        };
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(64 << 20)
-            .open()
-            .map_err(err)?;
-        for name in db.tree_names() {
-            let name_str = String::from_utf8_lossy(&name);
-            if name_str != "__sled__default" && !CURRENT.contains(&name_str.as_ref()) {
-                db.drop_tree(&name).map_err(err)?;
-            }
-        }
-        let tree = |name: &str| db.open_tree(name).map_err(err);
+    /// The index of the cache folder `root`. Nothing is created until the
+    /// first write, so reading commands work on a cache they may not write.
+    pub fn open(root: &Path) -> Result<Self, CacheError> {
         Ok(Self {
-            results: tree(RESULTS)?,
-            stats: tree(STATS)?,
-            stages: tree(STAGES)?,
-            runs: tree(RUNS)?,
-            path: path.to_path_buf(),
-            db,
+            root: root.to_path_buf(),
         })
     }
 
-    fn err(&self, source: sled::Error) -> CacheError {
-        CacheError::Index {
-            path: self.path.clone(),
-            source,
-        }
+    fn results_dir(&self) -> PathBuf {
+        self.root.join("results")
     }
 
-    fn get_json<T: serde::de::DeserializeOwned>(
-        &self,
-        tree: &sled::Tree,
-        key: &[u8],
-        what: impl FnOnce() -> String,
-    ) -> Result<Option<T>, CacheError> {
-        let Some(bytes) = tree.get(key).map_err(|e| self.err(e))? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| CacheError::CorruptRecord {
-                what: what(),
-                detail: e.to_string(),
-            })
-    }
-
-    fn put_json<T: serde::Serialize>(
-        &self,
-        tree: &sled::Tree,
-        key: &[u8],
-        value: &T,
-    ) -> Result<(), CacheError> {
-        let bytes = serde_json::to_vec(value).expect("index records serialize");
-        tree.insert(key, bytes).map_err(|e| self.err(e))?;
-        Ok(())
+    fn result_path(&self, key: &StageDigest) -> PathBuf {
+        fan_out(&self.results_dir(), &key.to_hex(), ".json")
     }
 
     /// The manifest cached under `key`.
     pub fn result(&self, key: &StageDigest) -> Result<Option<Manifest>, CacheError> {
-        self.get_json(&self.results, key.as_bytes(), || {
-            format!("result {}", key.short())
-        })
+        read_json(&self.result_path(key), || format!("result {}", key.short()))
     }
 
-    /// Records a manifest and makes it durable. Call only after every blob
-    /// the manifest names is durable in the store.
+    /// Records a manifest durably. Call only after every blob the manifest
+    /// names is durable in the store.
     pub fn put_result(&self, key: &StageDigest, manifest: &Manifest) -> Result<(), CacheError> {
-        self.put_json(&self.results, key.as_bytes(), manifest)?;
-        self.flush()
+        let bytes = serde_json::to_vec(manifest).expect("manifests serialize");
+        write_atomic(&self.result_path(key), &bytes, true)
     }
 
     /// Forgets a manifest (e.g. one whose blobs are gone).
     pub fn remove_result(&self, key: &StageDigest) -> Result<(), CacheError> {
-        self.results
-            .remove(key.as_bytes())
-            .map_err(|e| self.err(e))?;
-        Ok(())
+        remove_file(&self.result_path(key))
     }
 
     /// Every (key, manifest).
     pub fn results(&self) -> Result<Vec<(StageDigest, Manifest)>, CacheError> {
         let mut out = Vec::new();
-        for item in self.results.iter() {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            let Ok(bytes) = <[u8; 32]>::try_from(k.as_ref()) else {
+        for (hex, path) in fanned(&self.results_dir(), ".json")? {
+            let Some(key) = StageDigest::from_hex(&hex) else {
                 continue;
             };
-            let key = StageDigest::from_bytes(bytes);
-            let manifest = serde_json::from_slice(&v).map_err(|e| CacheError::CorruptRecord {
-                what: format!("result {}", key.short()),
-                detail: e.to_string(),
-            })?;
-            out.push((key, manifest));
+            if let Some(m) = read_json(&path, || format!("result {}", key.short()))? {
+                out.push((key, m));
+            }
         }
         Ok(out)
     }
 
-    /// The stat record of a hashed root.
-    pub(crate) fn stat_record(&self, path: &[u8]) -> Result<Option<sled::IVec>, CacheError> {
-        self.stats.get(path).map_err(|e| self.err(e))
-    }
-
-    /// Replaces the stat record of a hashed root.
-    pub(crate) fn put_stat_record(&self, path: &[u8], record: &[u8]) -> Result<(), CacheError> {
-        self.stats.insert(path, record).map_err(|e| self.err(e))?;
-        Ok(())
+    fn stage_record_path(&self, pipeline: &str, stage: &str) -> PathBuf {
+        let id = blake3::hash(pipeline.as_bytes()).to_hex();
+        self.root
+            .join("records")
+            .join(&id[..16])
+            .join(format!("{stage}.json"))
     }
 
     /// What went into `stage`'s key last time, in pipeline `pipeline`.
@@ -223,8 +220,7 @@ impl Index {
         pipeline: &str,
         stage: &str,
     ) -> Result<Option<StageRecord>, CacheError> {
-        let key = format!("{pipeline}\0{stage}");
-        self.get_json(&self.stages, key.as_bytes(), || {
+        read_json(&self.stage_record_path(pipeline, stage), || {
             format!("stage record `{stage}`")
         })
     }
@@ -236,55 +232,188 @@ impl Index {
         stage: &str,
         record: &StageRecord,
     ) -> Result<(), CacheError> {
-        let key = format!("{pipeline}\0{stage}");
-        self.put_json(&self.stages, key.as_bytes(), record)
+        let path = self.stage_record_path(pipeline, stage);
+        let bytes = serde_json::to_vec(record).expect("records serialize");
+        write_atomic(&path, &bytes, false)
     }
 
-    /// Records a run.
-    pub fn put_run(&self, run: &RunRecord) -> Result<(), CacheError> {
-        self.put_json(&self.runs, &run.started.to_be_bytes(), run)?;
-        self.flush()
+    /// The folder of run `id` (its record and its stage logs).
+    pub fn run_dir(&self, id: &str) -> PathBuf {
+        self.root.join("runs").join(id)
     }
 
-    /// Every run, oldest first.
-    pub fn runs(&self) -> Result<Vec<RunRecord>, CacheError> {
+    /// Records a run in its folder.
+    pub fn put_run(&self, id: &str, run: &RunRecord) -> Result<(), CacheError> {
+        let bytes = serde_json::to_vec(run).expect("run records serialize");
+        write_atomic(&self.run_dir(id).join("run.json"), &bytes, true)
+    }
+
+    /// Every recorded run, oldest first, with its id.
+    pub fn runs(&self) -> Result<Vec<(String, RunRecord)>, CacheError> {
+        let dir = self.root.join("runs");
+        let mut ids: Vec<String> = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(CacheError::io("list", &dir, e)),
+        };
+        ids.sort();
         let mut out = Vec::new();
-        for item in self.runs.iter() {
-            let (_, v) = item.map_err(|e| self.err(e))?;
-            out.push(
-                serde_json::from_slice(&v).map_err(|e| CacheError::CorruptRecord {
-                    what: "run record".into(),
-                    detail: e.to_string(),
-                })?,
-            );
+        for id in ids {
+            let path = dir.join(&id).join("run.json");
+            if let Some(r) = read_json(&path, || format!("run record `{id}`"))? {
+                out.push((id, r));
+            }
         }
         Ok(out)
     }
 
-    /// Forgets a run record.
-    pub fn remove_run(&self, started: u64) -> Result<(), CacheError> {
-        self.runs
-            .remove(started.to_be_bytes())
-            .map_err(|e| self.err(e))?;
-        Ok(())
+    /// Forgets a run and its logs.
+    pub fn remove_run(&self, id: &str) -> Result<(), CacheError> {
+        let dir = self.run_dir(id);
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(CacheError::io("remove", &dir, e))
+            }
+            _ => Ok(()),
+        }
     }
 
-    /// Makes everything written so far durable.
-    pub fn flush(&self) -> Result<(), CacheError> {
-        self.db.flush().map_err(|e| self.err(e))?;
-        Ok(())
+    fn stat_path(&self, key: &[u8]) -> PathBuf {
+        fan_out(&self.root.join("stats"), &blake3::hash(key).to_hex(), "")
     }
+
+    /// The stat record of a hashed root.
+    pub(crate) fn stat_record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, CacheError> {
+        read_bytes(&self.stat_path(key))
+    }
+
+    /// Replaces the stat record of a hashed root.
+    pub(crate) fn put_stat_record(&self, key: &[u8], record: &[u8]) -> Result<(), CacheError> {
+        write_atomic(&self.stat_path(key), record, false)
+    }
+
+    fn verified_path(&self, d: &BlobDigest) -> PathBuf {
+        fan_out(&self.root.join("verified"), &d.to_hex(), "")
+    }
+
+    /// The stat object `d` had when its bytes last matched its name.
+    pub fn verified(&self, d: &BlobDigest) -> Option<ObjectStat> {
+        read_bytes(&self.verified_path(d))
+            .ok()
+            .flatten()
+            .and_then(|b| ObjectStat::decode(&b))
+    }
+
+    /// Remembers that object `d` with stat `stat` hashes to its name. A
+    /// cache only: losing it costs a re-hash.
+    pub fn put_verified(&self, d: &BlobDigest, stat: &ObjectStat) {
+        let _ = write_atomic(&self.verified_path(d), &stat.encode(), false);
+    }
+
+    /// Forgets object `d`'s verification (it was quarantined or removed).
+    pub fn forget_verified(&self, d: &BlobDigest) {
+        let _ = std::fs::remove_file(self.verified_path(d));
+    }
+}
+
+/// Every `ab/cdef...EXT` file below `dir`, as (full hex name, path).
+fn fanned(dir: &Path, ext: &str) -> Result<Vec<(String, PathBuf)>, CacheError> {
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(CacheError::io("list", dir, e)),
+    };
+    for prefix in rd {
+        let prefix = prefix.ctx("list", dir)?;
+        let name = prefix.file_name().to_string_lossy().into_owned();
+        if name.len() != 2 {
+            continue;
+        }
+        let sub = prefix.path();
+        for entry in std::fs::read_dir(&sub).ctx("list", &sub)? {
+            let entry = entry.ctx("list", &sub)?;
+            let file = entry.file_name().to_string_lossy().into_owned();
+            if let Some(rest) = file.strip_suffix(ext) {
+                if !rest.contains('.') {
+                    out.push((format!("{name}{rest}"), entry.path()));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>, CacheError> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(CacheError::io("read", path, e)),
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: impl FnOnce() -> String,
+) -> Result<Option<T>, CacheError> {
+    let Some(bytes) = read_bytes(path)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| CacheError::CorruptRecord {
+            what: format!("{} ({})", what(), path.display()),
+            detail: e.to_string(),
+        })
+}
+
+fn remove_file(path: &Path) -> Result<(), CacheError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(CacheError::io("remove", path, e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Replaces `path` with `bytes` by a rename from a temp file beside it;
+/// `durable` fsyncs the file and the folder.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<(), CacheError> {
+    let dir = path.parent().expect("index paths have a parent");
+    std::fs::create_dir_all(dir).ctx("create", dir)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("x"),
+        std::process::id(),
+        crate::store::next_temp()
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp).ctx("create", &tmp)?;
+        f.write_all(bytes).ctx("write", &tmp)?;
+        if durable {
+            f.sync_all().ctx("fsync", &tmp)?;
+        }
+        std::fs::rename(&tmp, path).ctx("rename into", path)?;
+        if durable {
+            crate::store::fsync_dir(dir)?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn miss_then_put_then_hit_survives_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = StageDigest::from_bytes([1; 32]);
-        let manifest = Manifest {
+    fn manifest() -> Manifest {
+        Manifest {
             stage: "a".into(),
             outputs: vec![OutputEntry {
                 name: "out.txt".into(),
@@ -294,29 +423,61 @@ mod tests {
             }],
             seconds: 0.5,
             summary: serde_json::Value::Null,
-        };
-        {
-            let index = Index::open(&dir.path().join("index")).unwrap();
-            assert!(index.result(&key).unwrap().is_none());
-            index.put_result(&key, &manifest).unwrap();
         }
-        let index = Index::open(&dir.path().join("index")).unwrap();
-        assert_eq!(index.result(&key).unwrap(), Some(manifest));
     }
 
     #[test]
-    fn stale_tree_versions_are_dropped_on_open() {
+    fn miss_then_put_then_hit_survives_reopen_and_lists() {
         let dir = tempfile::tempdir().unwrap();
+        let key = StageDigest::from_bytes([1; 32]);
         {
-            let db = sled::open(dir.path().join("index")).unwrap();
-            db.open_tree("stage-results-v0")
-                .unwrap()
-                .insert(b"k", b"v")
-                .unwrap();
-            db.flush().unwrap();
+            let index = Index::open(dir.path()).unwrap();
+            assert!(index.result(&key).unwrap().is_none());
+            index.put_result(&key, &manifest()).unwrap();
         }
-        let index = Index::open(&dir.path().join("index")).unwrap();
-        let names: Vec<_> = index.db.tree_names();
-        assert!(!names.iter().any(|n| n.as_ref() == b"stage-results-v0"));
+        let index = Index::open(dir.path()).unwrap();
+        assert_eq!(index.result(&key).unwrap(), Some(manifest()));
+        assert_eq!(index.results().unwrap(), vec![(key, manifest())]);
+        index.remove_result(&key).unwrap();
+        assert!(index.result(&key).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_damaged_record_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path()).unwrap();
+        let key = StageDigest::from_bytes([2; 32]);
+        index.put_result(&key, &manifest()).unwrap();
+        std::fs::write(index.result_path(&key), b"{not json").unwrap();
+        let err = index.result(&key).unwrap_err().to_string();
+        assert!(err.contains(&key.short()), "{err}");
+    }
+
+    #[test]
+    fn runs_list_in_id_order_and_verified_stats_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path()).unwrap();
+        for id in ["2", "1"] {
+            let r = RunRecord {
+                started: 0,
+                pipeline: id.into(),
+                keys: BTreeMap::new(),
+                outcome: "success".into(),
+                metrics: BTreeMap::new(),
+            };
+            index.put_run(id, &r).unwrap();
+        }
+        let ids: Vec<String> = index.runs().unwrap().into_iter().map(|r| r.0).collect();
+        assert_eq!(ids, ["1", "2"]);
+        let d = BlobDigest::of(b"y");
+        let s = ObjectStat {
+            size: 1,
+            mtime: -2,
+            ctime: 3,
+            ino: 4,
+        };
+        assert_eq!(index.verified(&d), None);
+        index.put_verified(&d, &s);
+        assert_eq!(index.verified(&d), Some(s));
     }
 }

@@ -5,7 +5,7 @@
 use crate::digest::{Digest, StageDigest};
 
 /// Bumped when the key encoding or the meaning of cached outputs changes.
-pub const CACHE_FORMAT_VERSION: u32 = 1;
+pub const CACHE_FORMAT_VERSION: u32 = 2;
 
 /// Accumulates a stage key.
 pub struct KeyHasher {
@@ -52,6 +52,50 @@ impl KeyHasher {
         self.tag(b'n');
         self.inner.update(&(len as u64).to_le_bytes());
     }
+    /// Writes a typed JSON value: every scalar is tagged with its type
+    /// (an integer `1` and a float `1.0` differ), strings and sequences are
+    /// length-prefixed, and object keys are written sorted, so the bytes
+    /// depend on the value only, never on how it was built.
+    pub fn write_json(&mut self, v: &serde_json::Value) {
+        use serde_json::Value;
+        match v {
+            Value::Null => self.tag(b'z'),
+            Value::Bool(b) => {
+                self.tag(b'b');
+                self.inner.update(&[u8::from(*b)]);
+            }
+            Value::Number(n) => {
+                if let Some(i) = n.as_i64() {
+                    self.tag(b'i');
+                    self.inner.update(&i.to_le_bytes());
+                } else if let Some(u) = n.as_u64() {
+                    self.write_u64(u);
+                } else {
+                    self.tag(b'f');
+                    let f = n.as_f64().unwrap_or(f64::NAN);
+                    self.inner.update(&f.to_bits().to_le_bytes());
+                }
+            }
+            Value::String(s) => self.write_str(s),
+            Value::Array(items) => {
+                self.write_len(items.len());
+                for item in items {
+                    self.write_json(item);
+                }
+            }
+            Value::Object(map) => {
+                self.tag(b'm');
+                self.inner.update(&(map.len() as u64).to_le_bytes());
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                for k in keys {
+                    self.write_str(k);
+                    self.write_json(&map[k]);
+                }
+            }
+        }
+    }
+
     /// The finished key.
     pub fn finish(&self) -> StageDigest {
         StageDigest::from_bytes(*self.inner.finalize().as_bytes())
@@ -115,7 +159,29 @@ mod tests {
     fn empty_key_known_answer() {
         assert_eq!(
             KeyHasher::new().finish().to_hex(),
-            "98133ee242477b284a7dcff5f5191a349d4dec163fddd3910a9ec1cdd3f31baf"
+            "3b08b2118e3d6be2e0f52e0359c100ad58c7cc288deaebc98cd58c8eac4b7326"
+        );
+    }
+
+    #[test]
+    fn json_known_answer_and_typed_scalars() {
+        let v = serde_json::json!({"b": [1, 1.0, -2, true, null], "a": "x"});
+        let mut h = KeyHasher::new();
+        h.write_json(&v);
+        assert_eq!(
+            h.finish().to_hex(),
+            "35990a102db230939caa24ee177b124388e7c6eefd60aecd47ddcb6d6b87a6c0"
+        );
+        let key = |v: serde_json::Value| {
+            let mut h = KeyHasher::new();
+            h.write_json(&v);
+            h.finish()
+        };
+        assert_ne!(key(serde_json::json!(1)), key(serde_json::json!(1.0)));
+        assert_ne!(key(serde_json::json!("1")), key(serde_json::json!(1)));
+        assert_ne!(
+            key(serde_json::json!({"a": [1], "b": []})),
+            key(serde_json::json!({"a": [], "b": [1]}))
         );
     }
 
@@ -129,7 +195,7 @@ mod tests {
         m.cache_key(&mut h);
         assert_eq!(
             h.finish().to_hex(),
-            "4053b1635f9b960ce98cff8355bfb57ce1bc1c5c62cb39d3d912b32c9bf16759"
+            "26ef08cecf32faca6c2a2dad6c529cd0e6ecc4d8b14cafe02c99b55bd37b9034"
         );
     }
 

@@ -1,8 +1,9 @@
 //! Content-addressed storage for tuneflow.
 //!
-//! Blobs live as files named by their BLAKE3 digest under `objects/`; sled
-//! holds only the index (stage key -> output manifest, file stat records,
-//! run records). Dependencies point one way: this crate knows nothing about
+//! Blobs live as files named by their BLAKE3 digest under `objects/`; the
+//! index (stage key -> output manifest, key records, run records, stat
+//! caches) is plain files beside them, replaced by atomic renames (see
+//! [`Index`]). Dependencies point one way: this crate knows nothing about
 //! pipelines, stages or the graph.
 #![warn(missing_docs)]
 
@@ -17,14 +18,14 @@ mod tree;
 
 pub use digest::{Blob, BlobDigest, Digest, StageDigest, StageKey};
 pub use error::CacheError;
-pub use index::{Index, Manifest, OutputEntry, OutputKind, RunRecord, StageRecord};
+pub use index::{Index, Manifest, ObjectStat, OutputEntry, OutputKind, RunRecord, StageRecord};
 pub use key::{CacheKey, KeyHasher, CACHE_FORMAT_VERSION};
 pub use lock::{CacheLock, LockError};
 pub use stat_cache::{hash_path, HashedPath, StatCache};
-pub use store::{GcReport, ObjectStore, VerifyReport};
+pub use store::{hash_file, GcReport, ObjectStore, VerifyReport};
 pub use tree::{Tree, TreeEntry};
 
-/// The cache folder layout: objects, the sled index, the lock and run logs.
+/// The cache folder layout: objects, the index, the lock and run folders.
 #[derive(Debug, Clone)]
 pub struct CacheLayout {
     root: std::path::PathBuf,
@@ -43,10 +44,6 @@ impl CacheLayout {
     pub fn objects(&self) -> std::path::PathBuf {
         self.root.join("objects")
     }
-    /// The sled database.
-    pub fn index(&self) -> std::path::PathBuf {
-        self.root.join("index")
-    }
     /// The lock file a run holds.
     pub fn lock(&self) -> std::path::PathBuf {
         self.root.join("lock")
@@ -55,12 +52,24 @@ impl CacheLayout {
     pub fn run_state(&self) -> std::path::PathBuf {
         self.root.join("run-state.json")
     }
-    /// Per-run log folders.
+    /// Per-run folders: the run's record and its stage logs.
     pub fn runs(&self) -> std::path::PathBuf {
         self.root.join("runs")
     }
     /// Scratch space for stages that write outputs before they are stored.
     pub fn scratch(&self) -> std::path::PathBuf {
         self.root.join("scratch")
+    }
+    /// Where running stages record their child process groups.
+    pub fn running(&self) -> std::path::PathBuf {
+        self.root.join("running")
+    }
+    /// Where corrupt objects are moved.
+    pub fn quarantine(&self) -> std::path::PathBuf {
+        self.root.join("quarantine")
+    }
+    /// Checkpoints of training stages, by stage key.
+    pub fn checkpoints(&self) -> std::path::PathBuf {
+        self.root.join("checkpoints")
     }
 }

@@ -15,6 +15,11 @@ use crate::error::{CacheError, IoContext};
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// A number no other temp file of this process uses.
+pub(crate) fn next_temp() -> u64 {
+    TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+}
+
 /// The blob store under a cache folder.
 #[derive(Debug, Clone)]
 pub struct ObjectStore {
@@ -71,16 +76,17 @@ impl ObjectStore {
                 .map(|h| h.trim().replace(['/', ' '], "_"))
                 .unwrap_or_else(|_| "host".into())
         });
-        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let n = next_temp();
         self.root
             .join("tmp")
             .join(format!("{host}-{}-{}-{n}", std::process::id(), nanos()))
     }
 
-    /// Stores `data`, returning its digest.
+    /// Stores `data`, returning its digest. An object already present is
+    /// kept only if its bytes are right; a damaged one is replaced.
     pub fn put_bytes(&self, data: &[u8]) -> Result<BlobDigest, CacheError> {
         let digest = BlobDigest::of(data);
-        if self.contains(&digest) {
+        if std::fs::read(self.path_of(&digest)).is_ok_and(|old| old == data) {
             return Ok(digest);
         }
         let tmp = self.temp_path();
@@ -96,7 +102,9 @@ impl ObjectStore {
         result.map(|()| digest)
     }
 
-    /// Streams the file at `src` into the store, hashing as it copies.
+    /// Streams the file at `src` into the store, hashing as it copies. The
+    /// copy always replaces an object of the same name, so a damaged object
+    /// is repaired by the stage that produces its bytes again.
     pub fn put_file(&self, src: &Path) -> Result<BlobDigest, CacheError> {
         let tmp = self.temp_path();
         let result = (|| {
@@ -113,10 +121,6 @@ impl ObjectStore {
                 out.write_all(&buf[..n]).ctx("write", &tmp)?;
             }
             let digest = BlobDigest::from_bytes(*hasher.finalize().as_bytes());
-            if self.contains(&digest) {
-                let _ = std::fs::remove_file(&tmp);
-                return Ok(digest);
-            }
             out.sync_all().ctx("fsync", &tmp)?;
             self.publish(&tmp, &digest)?;
             Ok(digest)
@@ -286,7 +290,7 @@ impl ObjectStore {
 }
 
 /// BLAKE3 of a file's bytes, streamed.
-pub(crate) fn hash_file(path: &Path) -> Result<BlobDigest, CacheError> {
+pub fn hash_file(path: &Path) -> Result<BlobDigest, CacheError> {
     let mut f = std::fs::File::open(path).ctx("read", path)?;
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 16];

@@ -9,12 +9,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use tuneflow_cache::{ObjectStore, OutputKind, Tree};
+use tuneflow_cache::ObjectStore;
+use tuneflow_stages::worker::WorkerEvent;
 use tuneflow_stages::CancelFlag;
 
-use super::config::SlurmConfig;
-use super::job::{write_atomic, JobResult, JobSpec};
+use super::job::{write_atomic, JobOutcome, SlurmSpec};
 use super::queue::{self, JobScript, JobState, Verdict};
+use crate::pipeline::executor::SlurmConfig;
+use crate::run::backend::{JobControl, StageBackend, StageFailure, StageResult};
+use crate::run::engine::entry_objects;
+use crate::run::job::StageJob;
 
 /// The Slurm backend of one run.
 pub struct Slurm {
@@ -32,7 +36,7 @@ pub struct Slurm {
 /// One stage to run as a job.
 pub struct JobRequest<'a> {
     /// The spec (its `result` and `events` paths are in `dir`).
-    pub spec: &'a JobSpec,
+    pub spec: &'a SlurmSpec,
     /// The job's folder: spec, script, log, job id, result.
     pub dir: &'a Path,
     /// The stage's `resources`.
@@ -41,7 +45,7 @@ pub struct JobRequest<'a> {
     pub cancel: &'a CancelFlag,
     /// Receives the job's progress events (e.g. training epochs) as they
     /// appear in its events file.
-    pub on_event: &'a (dyn Fn(serde_json::Value) + Sync),
+    pub on_event: &'a (dyn Fn(WorkerEvent) + Sync),
 }
 
 /// Follows a job's events file (JSON lines) on the shared filesystem.
@@ -51,7 +55,7 @@ struct EventTail {
 
 impl EventTail {
     /// Hands every complete line written since the last call to `f`.
-    fn drain(&mut self, path: &Path, f: &dyn Fn(serde_json::Value)) {
+    fn drain(&mut self, path: &Path, f: &dyn Fn(WorkerEvent)) {
         use std::io::{Read, Seek};
         let Ok(mut file) = std::fs::File::open(path) else {
             return;
@@ -111,19 +115,24 @@ impl Slurm {
         &self,
         req: &JobRequest<'_>,
         store: &ObjectStore,
-    ) -> Result<JobResult, String> {
-        std::fs::create_dir_all(req.dir).map_err(|e| e.to_string())?;
+    ) -> Result<StageResult, StageFailure> {
         let spec_path = req.dir.join("spec.json");
-        write_atomic(
-            &spec_path,
-            &serde_json::to_vec_pretty(req.spec).expect("json"),
-        )
-        .map_err(|e| format!("failed to write `{}`: {e}", spec_path.display()))?;
+        std::fs::create_dir_all(req.dir)
+            .and_then(|()| {
+                write_atomic(
+                    &spec_path,
+                    &serde_json::to_vec_pretty(req.spec).expect("json"),
+                )
+            })
+            .map_err(|e| {
+                StageFailure::Cluster(format!("failed to write `{}`: {e}", spec_path.display()))
+            })?;
         let mut retries = self.cfg.retries;
         let mut tail = EventTail { offset: 0 };
         let mut id = self
             .reattach(req.dir)
-            .map_or_else(|| self.submit(req), Ok)?;
+            .map_or_else(|| self.submit(req), Ok)
+            .map_err(StageFailure::Cluster)?;
         loop {
             let verdict = self.wait(&id, req, &mut tail)?;
             tail.drain(&req.spec.events, req.on_event);
@@ -139,14 +148,14 @@ impl Slurm {
                     self.release(&id);
                     tracing::warn!(
                         "job {id} of `{}` was lost ({why}); submitting again",
-                        req.spec.stage
+                        req.spec.job.stage
                     );
                     let _ = std::fs::remove_file(&req.spec.result);
-                    id = self.submit(req)?;
+                    id = self.submit(req).map_err(StageFailure::Cluster)?;
                 }
                 (_, why) => {
                     self.release(&id);
-                    return Err(self.failure(req, &id, &why));
+                    return Err(StageFailure::Cluster(self.failure(req, &id, &why)));
                 }
             }
         }
@@ -192,7 +201,7 @@ impl Slurm {
             &self.template,
             &self.cfg,
             &JobScript {
-                name: &format!("tf-{}", req.spec.stage),
+                name: &format!("tf-{}", req.spec.job.stage),
                 log: &dir.join("job.log").to_string_lossy(),
                 spec: &dir.join("spec.json").to_string_lossy(),
                 tuneflow: &self.tuneflow.to_string_lossy(),
@@ -204,7 +213,7 @@ impl Slurm {
         let id = queue::sbatch(&script_path)?;
         write_atomic(&dir.join("job"), id.as_bytes()).map_err(|e| e.to_string())?;
         self.in_flight.lock().expect("lock").insert(id.clone());
-        tracing::info!("stage `{}` is Slurm job {id}", req.spec.stage);
+        tracing::info!("stage `{}` is Slurm job {id}", req.spec.job.stage);
         Ok(id)
     }
 
@@ -219,7 +228,7 @@ impl Slurm {
         id: &str,
         req: &JobRequest<'_>,
         tail: &mut EventTail,
-    ) -> Result<(Verdict, String), String> {
+    ) -> Result<(Verdict, String), StageFailure> {
         let (cancel, result) = (req.cancel, &req.spec.result);
         let interval = Duration::from_secs_f64(self.cfg.poll_seconds);
         // A lost-job state must show on two polls in a row: in between,
@@ -229,7 +238,7 @@ impl Slurm {
             if cancel.is_cancelled() {
                 queue::scancel(&[id.to_owned()]);
                 self.release(id);
-                return Err("cancelled (scancel sent)".into());
+                return Err(StageFailure::Interrupted);
             }
             let (verdict, why) = match self.state(id, interval) {
                 Some(s) => (
@@ -280,7 +289,8 @@ impl Slurm {
         req: &JobRequest<'_>,
         id: &str,
         store: &ObjectStore,
-    ) -> Result<JobResult, String> {
+    ) -> Result<StageResult, StageFailure> {
+        let cluster = |m: String| StageFailure::Cluster(m);
         let deadline = Instant::now() + Duration::from_secs_f64(self.cfg.result_wait_seconds);
         let bytes = loop {
             match std::fs::read(&req.spec.result) {
@@ -289,30 +299,32 @@ impl Slurm {
                     std::thread::sleep(Duration::from_millis(200))
                 }
                 Err(e) => {
-                    return Err(format!(
+                    return Err(cluster(format!(
                     "job {id} completed but wrote no result `{}` ({e}); is the filesystem shared?",
                     req.spec.result.display()
-                ))
+                )))
                 }
             }
         };
-        let result: JobResult = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("job {id} wrote a bad result: {e}"))?;
-        if let Some(e) = &result.error {
-            return Err(format!("{e} (Slurm job {id})"));
-        }
+        let outcome: JobOutcome = serde_json::from_slice(&bytes)
+            .map_err(|e| cluster(format!("job {id} wrote a bad result: {e}")))?;
+        let result = match outcome {
+            JobOutcome::Done(r) => r,
+            JobOutcome::Failed { error } => {
+                return Err(cluster(format!("{error} (Slurm job {id})")))
+            }
+            JobOutcome::Interrupted => {
+                return Err(cluster(format!("Slurm job {id} was interrupted")))
+            }
+        };
         for o in &result.outputs {
-            let missing = match o.kind {
-                OutputKind::File => !store.contains(&o.digest),
-                OutputKind::Tree => Tree::load(store, &o.digest)
-                    .map(|t| t.entries.iter().any(|e| !store.contains(&e.digest)))
-                    .unwrap_or(true),
-            };
+            let missing = !store.contains(&o.digest)
+                || entry_objects(store, o).iter().any(|d| !store.contains(d));
             if missing {
-                return Err(format!(
+                return Err(cluster(format!(
                     "job {id} reported output `{}`, but its objects are not in the store",
                     o.name
-                ));
+                )));
             }
         }
         Ok(result)
@@ -323,16 +335,17 @@ impl Slurm {
             .and_then(|m| m.get("ExitCode").cloned())
             .unwrap_or_else(|| "?".into());
         // The stage's own error, when the job got far enough to write it.
-        let stage_error = std::fs::read(&req.spec.result)
+        let stage_error = match std::fs::read(&req.spec.result)
             .ok()
-            .and_then(|b| serde_json::from_slice::<JobResult>(&b).ok())
-            .and_then(|r| r.error)
-            .map(|e| format!("{e}\n"))
-            .unwrap_or_default();
+            .and_then(|b| serde_json::from_slice::<JobOutcome>(&b).ok())
+        {
+            Some(JobOutcome::Failed { error }) => format!("{error}\n"),
+            _ => String::new(),
+        };
         // The stage's log, then the job's (Slurm's `--output`).
-        let tail: String = [&req.spec.log, &req.dir.join("job.log")]
+        let tail: String = [&req.spec.job.context.log, &req.dir.join("job.log")]
             .into_iter()
-            .map(|log| tuneflow_stages::worker::tail(log))
+            .map(|log| tuneflow_stages::worker::client::tail(log))
             .collect();
         format!(
             "Slurm job {id} ended {why}, exit code {exit}\n{stage_error}{tail}job folder: {}",
@@ -350,5 +363,38 @@ impl Slurm {
             .cloned()
             .collect();
         queue::scancel(&ids);
+    }
+}
+
+impl StageBackend for Slurm {
+    /// The cluster hands out GPUs (`--gres`), not this host.
+    fn local_gpus(&self, _requested: u32) -> u32 {
+        0
+    }
+
+    /// Runs the job on the cluster: the node stores its outputs in the
+    /// shared object store; this returns them once every object is there.
+    fn run(&self, job: &StageJob, ctl: &JobControl<'_>) -> Result<StageResult, StageFailure> {
+        let cache = job.objects.parent().unwrap_or(&job.objects);
+        let dir = cache.join("slurm").join(job.record.key.to_hex());
+        let mut job = job.clone();
+        job.context.scratch = dir.join("scratch");
+        job.context.gpus = vec![];
+        job.context.running = None;
+        let spec = SlurmSpec {
+            job,
+            result: dir.join("result.json"),
+            events: dir.join("events.jsonl"),
+        };
+        let request = JobRequest {
+            spec: &spec,
+            dir: &dir,
+            resources: &spec.job.resources,
+            cancel: ctl.cancel,
+            on_event: &|e| ctl.events.emit(e),
+        };
+        let result = self.submit_and_wait(&request, ctl.store)?;
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(result)
     }
 }

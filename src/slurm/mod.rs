@@ -2,9 +2,7 @@
 //! `tuneflow run --executor slurm`. See docs/slurm.md.
 
 pub mod backend;
-pub mod config;
 pub mod job;
 pub mod queue;
 
 pub use backend::{JobRequest, Slurm};
-pub use config::{ExecutorConfig, SlurmConfig};

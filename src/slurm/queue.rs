@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::process::Command;
 
-use super::config::SlurmConfig;
+use crate::pipeline::executor::SlurmConfig;
 
 /// The built-in job script. A site template may use the same placeholders:
 /// `{{sbatch}}` (the `#SBATCH` lines), `{{command}}`, `{{job_name}}`,

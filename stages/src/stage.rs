@@ -1,14 +1,24 @@
-//! The [`Stage`] trait and what the runner hands a stage.
+//! The [`Stage`] trait, the [`Kind`] trait each built-in kind implements,
+//! and what the runner hands a stage.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::params::Spanned;
+use crate::device::Device;
+use crate::params::{ParamReader, Spanned, Table};
+use crate::worker::WorkerEvent;
 
-/// One unit of work in a pipeline. Stages do not print, touch the cache
-/// index or know about the graph; the runner does all three.
+/// What enters a stage's key besides its inputs: each param's typed value,
+/// by name. The runner encodes it with a stable, versioned encoding
+/// (`tuneflow_cache::KeyHasher::write_json`), and `status` diffs it to say
+/// which param changed.
+pub type KeyParams = BTreeMap<String, serde_json::Value>;
+
+/// One unit of work in a pipeline, as the runner sees it. Every built-in
+/// kind gets it from [`Kind`]. Stages do not print, touch the cache index
+/// or know about the graph; the runner does all three.
 pub trait Stage: Send + Sync {
     /// The `kind = "..."` name, e.g. `command`.
     fn kind(&self) -> &'static str;
@@ -16,14 +26,77 @@ pub trait Stage: Send + Sync {
     /// Bump when the same params and inputs would now give other outputs.
     fn version(&self) -> u32;
 
-    /// Every param that affects the outputs, as canonical text. The runner
-    /// feeds these into the key (sorted by name) and `status` diffs them to
-    /// say which param changed.
-    fn params(&self) -> BTreeMap<String, String>;
+    /// Every param that affects the outputs (see [`KeyParams`]).
+    fn params(&self) -> KeyParams;
+
+    /// The whole stage as data, so that another process (a Slurm job) can
+    /// rebuild it with [`crate::kinds::decode`].
+    fn encode(&self) -> serde_json::Value;
 
     /// Runs the stage. Blocking: the runner calls it on a blocking thread.
     fn run(&self, cx: &StageContext, inputs: &Inputs) -> Result<StageOutputs, StageError>;
 }
+
+/// A built-in stage kind: a typed, serializable configuration and how to
+/// run it. The key is derived from the serialized value, minus the fields
+/// in [`Kind::NOT_IN_KEY`]; the kinds table ([`crate::kinds::KINDS`])
+/// registers the kind's name, builder and decoder.
+pub trait Kind: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {
+    /// The `kind = "..."` name.
+    const NAME: &'static str;
+    /// Bump when the same params and inputs would now give other outputs,
+    /// and when the serialized params change shape (the key snapshot test
+    /// in the runner fails until then).
+    const VERSION: u32;
+    /// Serialized fields that do not change the outputs (where a stage
+    /// runs, say), left out of the key.
+    const NOT_IN_KEY: &'static [&'static str] = &[];
+
+    /// Runs the stage.
+    fn run(&self, cx: &StageContext, inputs: &Inputs) -> Result<StageOutputs, StageError>;
+}
+
+impl<K: Kind> Stage for K {
+    fn kind(&self) -> &'static str {
+        K::NAME
+    }
+
+    fn version(&self) -> u32 {
+        K::VERSION
+    }
+
+    fn params(&self) -> KeyParams {
+        match self.encode() {
+            serde_json::Value::Object(fields) => fields
+                .into_iter()
+                .filter(|(k, _)| !K::NOT_IN_KEY.contains(&k.as_str()))
+                .collect(),
+            other => BTreeMap::from([("value".to_owned(), other)]),
+        }
+    }
+
+    fn encode(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("stage configs serialize")
+    }
+
+    fn run(&self, cx: &StageContext, inputs: &Inputs) -> Result<StageOutputs, StageError> {
+        Kind::run(self, cx, inputs)
+    }
+}
+
+/// What a kind's builder may see besides the stage's own params.
+pub struct BuildContext<'a> {
+    /// The stage's name.
+    pub name: &'a str,
+    /// The pipeline's `[params]` table, for `${params.x}` interpolation.
+    pub params: &'a Table,
+    /// `[pipeline] seed`.
+    pub seed: i64,
+}
+
+/// A kind's builder: reads the stage's table, records every error in the
+/// reader, and returns the stage unless an error stops it.
+pub type Builder = fn(&BuildContext<'_>, &ParamReader<'_>) -> Option<StageDecl>;
 
 /// A stage plus what the planner needs to wire it into the graph.
 pub struct StageDecl {
@@ -41,7 +114,7 @@ pub struct StageDecl {
 }
 
 /// What a stage may use at once.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Resources {
     /// GPUs this stage holds while it runs.
     pub gpu: u32,
@@ -55,7 +128,7 @@ pub struct Resources {
 }
 
 /// Inputs resolved by the runner: name -> path on disk.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Inputs {
     /// For each referenced output or dependency, where it is.
     pub paths: BTreeMap<String, PathBuf>,
@@ -71,7 +144,10 @@ impl Inputs {
         self.trees
             .get(name)
             .cloned()
-            .ok_or_else(|| StageError::Other(format!("input `{name}` is not a folder output")))
+            .ok_or_else(|| StageError::Input {
+                input: name.to_owned(),
+                message: "is not a folder output".into(),
+            })
     }
 }
 
@@ -89,15 +165,15 @@ pub struct StageOutputs {
 
 /// Receives progress events a stage reports (e.g. one per training epoch).
 #[derive(Clone)]
-pub struct EventSink(Arc<dyn Fn(serde_json::Value) + Send + Sync>);
+pub struct EventSink(Arc<dyn Fn(WorkerEvent) + Send + Sync>);
 
 impl EventSink {
     /// A sink calling `f` for each event.
-    pub fn new(f: impl Fn(serde_json::Value) + Send + Sync + 'static) -> Self {
+    pub fn new(f: impl Fn(WorkerEvent) + Send + Sync + 'static) -> Self {
         Self(Arc::new(f))
     }
-    /// Reports an event (a JSON object with an `"event"` field).
-    pub fn emit(&self, event: serde_json::Value) {
+    /// Reports an event.
+    pub fn emit(&self, event: WorkerEvent) {
         (self.0)(event);
     }
 }
@@ -128,8 +204,11 @@ pub struct StageContext {
     pub checkpoints: PathBuf,
     /// Where progress events go.
     pub events: EventSink,
-    /// `[pipeline] device` (`auto`, `cpu`, `cuda`, `cuda:N`).
-    pub device: String,
+    /// `[pipeline] device`, unless the stage sets its own.
+    pub device: Device,
+    /// Where child process groups are recorded while they run (see
+    /// [`crate::process`]); `None`: not recorded.
+    pub running: Option<PathBuf>,
 }
 
 impl StageContext {
@@ -147,7 +226,8 @@ impl StageContext {
             gpus: Vec::new(),
             checkpoints: dir.join("checkpoints"),
             events: EventSink::new(|_| {}),
-            device: "cpu".into(),
+            device: Device::Cpu,
+            running: Some(dir.join("running")),
         }
     }
 }
@@ -200,6 +280,22 @@ pub enum StageError {
         path: PathBuf,
         /// The OS error.
         source: std::io::Error,
+    },
+    /// An input is not what the stage needs.
+    #[error("input `{input}` {message}")]
+    Input {
+        /// The input's name (`stage/output`).
+        input: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The torch worker ended without doing its job.
+    #[error("{message} (full log: {log})")]
+    Worker {
+        /// What went wrong.
+        message: String,
+        /// The stage's log.
+        log: PathBuf,
     },
     /// Anything else a stage reports.
     #[error("{0}")]

@@ -12,7 +12,22 @@ fn invalid_pipelines_render_stable_diagnostics() {
     insta::glob!("../../pipelines/invalid", "*.toml", |path| {
         let rel = relative(path);
         std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).unwrap();
-        let err = match tuneflow::plan::load(rel, &[]) {
+        let err = match tuneflow::pipeline::load(rel, &[]) {
+            Ok(_) => panic!("{} must be rejected", rel.display()),
+            Err(e) => e,
+        };
+        insta::assert_snapshot!(err.render(90));
+    });
+}
+
+/// The same for the tensor kinds (known only to a build with libtorch).
+#[cfg(feature = "torch")]
+#[test]
+fn invalid_torch_pipelines_render_stable_diagnostics() {
+    insta::glob!("../../pipelines/invalid/torch", "*.toml", |path| {
+        let rel = relative(path);
+        std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let err = match tuneflow::pipeline::load(rel, &[]) {
             Ok(_) => panic!("{} must be rejected", rel.display()),
             Err(e) => e,
         };
@@ -43,7 +58,7 @@ fn example_pipelines_are_valid() {
     {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
-            match tuneflow::plan::load(&path, &[]) {
+            match tuneflow::pipeline::load(&path, &[]) {
                 Ok(_) => {}
                 // Without libtorch the tensor kinds are refused by name.
                 Err(e) if cfg!(not(feature = "torch")) => {
@@ -100,12 +115,14 @@ fn help_lists_every_stage_kind() {
         .unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
     for kind in tuneflow_stages::KINDS {
-        assert!(help.contains(kind), "{kind} missing from --help:\n{help}");
+        let line = format!("  {:<10} {}", kind.name, kind.summary);
+        assert!(help.contains(&line), "{line} missing from --help:\n{help}");
         assert!(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join(format!("docs/stages/{kind}.md"))
+                .join(kind.doc())
                 .is_file(),
-            "no reference page for {kind}"
+            "no reference page for {}",
+            kind.name
         );
     }
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `tuneflow` binary on real pipelines in temp
 //! folders. One test binary, built from modules (as ripgrep does).
 
+mod agree;
 mod cache;
 mod data;
 #[cfg(feature = "torch")]
@@ -8,6 +9,7 @@ mod demo;
 mod failures;
 mod harness;
 mod invalid;
+mod layers;
 mod resume;
 mod runs;
 mod slurm;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use tuneflow_stages::safetensors::{read_tensors, TensorInfo};
+use tuneflow_stages::formats::safetensors::{read_tensors, TensorInfo};
 
 use crate::harness::Fixture;
 

@@ -9,7 +9,8 @@ use std::time::Instant;
 use tch::nn::ModuleT;
 use tch::{Kind, Tensor};
 use tuneflow_stages::data::dataset::DatasetInfo;
-use tuneflow_stages::train_config::{LossConfig, ModelConfig, OptimizerConfig, TrainConfig};
+use tuneflow_stages::formats::model::ModelConfig;
+use tuneflow_stages::train::config::{LossConfig, OptimizerConfig, TrainConfig};
 
 use crate::optim::Optimizer;
 use crate::transfer::build_net;
@@ -34,11 +35,11 @@ pub struct BenchSpec {
     pub threads: i32,
     /// `cpu` or `cuda`.
     #[serde(default = "cpu")]
-    pub device: String,
+    pub device: tuneflow_stages::Device,
 }
 
-fn cpu() -> String {
-    "cpu".into()
+fn cpu() -> tuneflow_stages::Device {
+    tuneflow_stages::Device::Cpu
 }
 
 /// The training config of the comparison: SGD with momentum 0.9 and
@@ -80,7 +81,7 @@ pub fn bench(spec: &BenchSpec) -> Result<serde_json::Value, String> {
     if spec.threads > 0 {
         tch::set_num_threads(spec.threads);
     }
-    let device = crate::train::device(&spec.device);
+    let device = crate::train::device(spec.device);
     let [c, h, w] = spec.input;
     let cfg = config(spec)?;
     let info = DatasetInfo::new(

@@ -10,29 +10,9 @@ use std::path::Path;
 
 use tch::{nn, Tensor};
 
-use crate::optim::Optimizer;
+use tuneflow_stages::worker::EpochStats;
 
-/// One epoch's numbers.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct EpochStats {
-    /// Epoch, from 1.
-    pub epoch: u64,
-    /// Mean training loss.
-    pub train_loss: f64,
-    /// Training accuracy (for triplet loss: anchors whose hardest positive
-    /// is nearer than their hardest negative).
-    pub train_acc: f64,
-    /// Validation loss, when there is validation data.
-    pub val_loss: Option<f64>,
-    /// Validation accuracy.
-    pub val_acc: Option<f64>,
-    /// Learning rate at the epoch's last step.
-    pub lr: f64,
-    /// Training samples per second (events only, not stored).
-    pub samples_per_s: f64,
-    /// Share of the epoch spent waiting for the data loader (events only).
-    pub data_wait_share: f64,
-}
+use crate::optim::Optimizer;
 
 /// Where training stands.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]

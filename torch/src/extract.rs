@@ -14,40 +14,29 @@ use tch::{Device, Kind, Tensor};
 use tuneflow_stages::data::augment_ops::Op;
 use tuneflow_stages::data::dataset::DatasetReader;
 use tuneflow_stages::data::loader::{load_item, Loader, LoaderConfig};
-use tuneflow_stages::extract::{EmbeddingsMeta, ExtractConfig};
-use tuneflow_stages::train_config::{LossConfig, ModelConfig};
-use tuneflow_stages::worker::WorkerSpec;
+use tuneflow_stages::formats::embeddings::EmbeddingsMeta;
+use tuneflow_stages::formats::model::{ModelFolder, ModelFolderConfig};
+use tuneflow_stages::worker::{ExtractConfig, ExtractJob, ExtractResult, WorkerEvent};
 
 use crate::checkpoint::load_into;
 use crate::train::{device, emit, to_tensors};
 use crate::transfer::{build_net, Net};
 
 /// Runs `extract` for `spec`.
-pub fn run(spec: &WorkerSpec) -> Result<(), String> {
-    let cfg: ExtractConfig =
-        serde_json::from_value(spec.config.clone()).map_err(|e| format!("bad config: {e}"))?;
-    let files = spec.model.as_ref().ok_or("extract needs a model")?;
-    let get = |name: &str| {
-        files
-            .get(name)
-            .cloned()
-            .ok_or_else(|| format!("the model has no `{name}`"))
-    };
-    let config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(get("config.json")?).map_err(|e| e.to_string())?)
-            .map_err(|e| format!("bad model config.json: {e}"))?;
-    let data = Arc::new(DatasetReader::open(&|rel| spec.train.get(rel).cloned())?);
-    let head_classes: Vec<String> =
-        serde_json::from_value(config["classes"].clone()).unwrap_or_default();
-    let device = device(&spec.device);
-    let net = model_from(&config, &data, head_classes.len(), device)?;
-    load_into(&net.vs, &get("model.safetensors")?)?;
-    let ops: Vec<Op> = serde_json::from_value(config["eval-ops"].clone()).unwrap_or_default();
+pub fn run(spec: &ExtractJob) -> Result<(), String> {
+    let cfg = &spec.config;
+    let folder = ModelFolder::read(&spec.model, "the model")?;
+    let data = Arc::new(DatasetReader::open(&|rel| spec.data.get(rel).cloned())?);
+    let head_classes = folder.config.classes.clone();
+    let device = device(spec.device);
+    let net = model_from(&folder.config, &data, head_classes.len(), device)?;
+    load_into(&net.vs, &folder.weights)?;
+    let ops = &folder.config.eval_ops;
     let (emb, scores) = tch::no_grad(|| {
         if data.info.kind == "image" {
-            images(&net, &data, &cfg, &ops)
+            images(&net, &data, cfg, ops)
         } else {
-            spectrograms(&net, &data, &cfg)
+            spectrograms(&net, &data, cfg)
         }
     })?;
     let emb = if cfg.normalize {
@@ -55,28 +44,29 @@ pub fn run(spec: &WorkerSpec) -> Result<(), String> {
     } else {
         emb
     };
-    write(spec, &data, &emb, scores.as_ref(), &head_classes, &cfg)
+    write(spec, &data, &emb, scores.as_ref(), &head_classes, cfg)
 }
 
-/// The network as trained: the model config and loss from `config.json`.
+/// The network as trained, from the model folder's `config.json`.
 fn model_from(
-    config: &serde_json::Value,
+    config: &ModelFolderConfig,
     data: &DatasetReader,
     classes: usize,
     device: Device,
 ) -> Result<Net, String> {
-    let model: ModelConfig = serde_json::from_value(config["model"].clone())
-        .map_err(|e| format!("bad model config: {e}"))?;
-    let loss: LossConfig =
-        serde_json::from_value(config["loss"].clone()).unwrap_or_else(|_| LossConfig::softmax());
-    let shape: Vec<u32> = serde_json::from_value(config["data-shape"].clone()).unwrap_or_default();
-    if shape.first() != data.info.shape.first() {
+    if config.data_shape.first() != data.info.shape.first() {
         return Err(format!(
-            "the model was trained on data of shape {shape:?}, this dataset has {:?}",
-            data.info.shape
+            "the model was trained on data of shape {:?}, this dataset has {:?}",
+            config.data_shape, data.info.shape
         ));
     }
-    build_net(&model, &data.info, classes.max(1) as i64, &loss, device)
+    build_net(
+        &config.model,
+        &data.info,
+        classes.max(1) as i64,
+        &config.loss,
+        device,
+    )
 }
 
 fn images(
@@ -183,7 +173,7 @@ fn f32_bytes(t: &Tensor) -> Result<Vec<u8>, String> {
 }
 
 fn write(
-    spec: &WorkerSpec,
+    spec: &ExtractJob,
     data: &DatasetReader,
     emb: &Tensor,
     scores: Option<&Tensor>,
@@ -198,7 +188,7 @@ fn write(
     if let Some(s) = scores {
         put("scores.f32", &f32_bytes(s)?)?;
     }
-    let ids = read_ids(&spec.train)?;
+    let ids = read_ids(&spec.data)?;
     let meta = EmbeddingsMeta {
         count: data.len(),
         dim: emb.size()[1] as usize,
@@ -217,13 +207,14 @@ fn write(
         "items.json",
         &serde_json::to_vec(&meta).expect("metadata serializes"),
     )?;
-    if let Some(trials) = spec.train.get("trials.txt") {
+    if let Some(trials) = spec.data.get("trials.txt") {
         std::fs::copy(trials, out.join("trials.txt"))
             .map_err(|e| format!("failed to copy the trials: {e}"))?;
     }
-    emit(&serde_json::json!({
-        "event": "result", "items": meta.count, "dim": meta.dim,
-        "trials": spec.train.contains_key("trials.txt"),
+    emit(&WorkerEvent::ExtractResult(ExtractResult {
+        items: meta.count,
+        dim: meta.dim,
+        trials: spec.data.contains_key("trials.txt"),
     }));
     Ok(())
 }

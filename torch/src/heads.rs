@@ -4,7 +4,7 @@
 
 use tch::nn::{self, Module};
 use tch::{Kind, Reduction, Tensor};
-pub use tuneflow_stages::train_config::LossConfig;
+pub use tuneflow_stages::train::config::LossConfig;
 
 /// The classification head, or none for metric-learning losses.
 #[derive(Debug)]

@@ -78,16 +78,17 @@ fn keep_freed_memory() {
     }
 }
 
-/// Runs one stage from a spec the runner wrote.
+use tuneflow_stages::worker::WorkerJob;
+
+/// Runs one stage from a job the runner wrote.
 fn exec(spec: &std::path::Path) -> Result<(), String> {
     let bytes =
         std::fs::read(spec).map_err(|e| format!("failed to read `{}`: {e}", spec.display()))?;
-    let spec: tuneflow_stages::worker::WorkerSpec = serde_json::from_slice(&bytes)
-        .map_err(|e| format!("bad spec `{}`: {e}", spec.display()))?;
-    match spec.kind.as_str() {
-        "pretrain" | "fine-tune" => tuneflow_torch::train::run(&spec),
-        "extract" => tuneflow_torch::extract::run(&spec),
-        other => Err(format!("the worker cannot run stage kind `{other}`")),
+    let job: WorkerJob =
+        serde_json::from_slice(&bytes).map_err(|e| format!("bad job `{}`: {e}", spec.display()))?;
+    match &job {
+        WorkerJob::Pretrain(j) | WorkerJob::FineTune(j) => tuneflow_torch::train::run(j),
+        WorkerJob::Extract(j) => tuneflow_torch::extract::run(j),
     }
 }
 

@@ -5,7 +5,7 @@
 
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
-pub use tuneflow_stages::train_config::ModelConfig;
+pub use tuneflow_stages::formats::model::ModelConfig;
 
 fn conv(p: nn::Path<'_>, cin: i64, cout: i64, k: i64, stride: i64) -> nn::Conv2D {
     let cfg = nn::ConvConfig {

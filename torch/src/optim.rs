@@ -4,7 +4,7 @@
 //! `torch.optim.SGD` and `torch.optim.AdamW`.
 
 use tch::{no_grad, Tensor};
-pub use tuneflow_stages::train_config::OptimizerConfig;
+pub use tuneflow_stages::train::config::OptimizerConfig;
 
 /// An optimizer over a fixed list of parameters.
 pub struct Optimizer {

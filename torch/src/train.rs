@@ -13,34 +13,34 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tch::{Device, Tensor};
-use tuneflow_stages::augment::Policy;
 use tuneflow_stages::data::augment_ops::Op;
 use tuneflow_stages::data::dataset::DatasetReader;
 use tuneflow_stages::data::loader::{Batch, Loader, LoaderConfig};
+use tuneflow_stages::formats::model::ModelFolderConfig;
+use tuneflow_stages::formats::policy::AugmentPolicy;
 use tuneflow_stages::rng::hash_str;
-use tuneflow_stages::schedule::Schedule;
-use tuneflow_stages::train_config::TrainConfig;
-use tuneflow_stages::worker::WorkerSpec;
+use tuneflow_stages::train::config::TrainConfig;
+use tuneflow_stages::train::schedule::Schedule;
+use tuneflow_stages::worker::{EpochStats, TrainJob, TrainResult, ValNumbers, WorkerEvent};
 
 use crate::amp::with_precision;
-use crate::checkpoint::{self, EpochStats, Progress};
+use crate::checkpoint::{self, Progress};
 use crate::optim::{clip_grad_norm, Optimizer};
 use crate::transfer::{setup, Net, Setup};
 
-/// Prints one JSON event line for the runner.
-pub fn emit(event: &serde_json::Value) {
+/// Prints one event line for the runner.
+pub fn emit(event: &WorkerEvent) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{event}");
+    let _ = writeln!(out, "{}", event.to_line());
     let _ = out.flush();
 }
 
-/// `auto` picks CUDA when libtorch sees a GPU.
-pub fn device(name: &str) -> Device {
-    match name {
-        "cpu" => Device::Cpu,
-        "cuda" => Device::Cuda(0),
-        n if n.starts_with("cuda:") => Device::Cuda(n[5..].parse().unwrap_or(0)),
-        _ => Device::cuda_if_available(),
+/// The libtorch device; `auto` picks CUDA when libtorch sees a GPU.
+pub fn device(d: tuneflow_stages::Device) -> Device {
+    match d {
+        tuneflow_stages::Device::Cpu => Device::Cpu,
+        tuneflow_stages::Device::Cuda(n) => Device::Cuda(n as usize),
+        tuneflow_stages::Device::Auto => Device::cuda_if_available(),
     }
 }
 
@@ -83,12 +83,11 @@ impl Run<'_> {
 
 /// Runs `pretrain` or `fine-tune` for `spec`; prints epoch events and a
 /// final result.
-pub fn run(spec: &WorkerSpec) -> Result<(), String> {
-    let cfg: TrainConfig =
-        serde_json::from_value(spec.config.clone()).map_err(|e| format!("bad config: {e}"))?;
+pub fn run(spec: &TrainJob) -> Result<(), String> {
+    let cfg = &spec.config;
     let train = open(&spec.train)?;
     let val = spec.val.as_ref().map(open).transpose()?;
-    let policy: Option<Policy> = spec
+    let policy: Option<AugmentPolicy> = spec
         .policy
         .as_ref()
         .map(|p| {
@@ -101,13 +100,19 @@ pub fn run(spec: &WorkerSpec) -> Result<(), String> {
         return Err("`early-stopping` needs validation data (`val = ...`)".into());
     }
     tch::manual_seed(spec.seed);
-    let device = device(&spec.device);
-    let mut s = setup(spec, &cfg, &train.info, device)?;
+    let device = device(spec.device);
+    let mut s = setup(spec, cfg, &train.info, device)?;
     let mut opt = Optimizer::new(cfg.optimizer.clone(), &s.params);
     let mut progress = Progress::default();
     checkpoint::load(&spec.checkpoints, &s.net.vs, &mut opt, &mut progress)?;
+    if progress.epoch > 0 {
+        emit(&WorkerEvent::Resumed {
+            epoch: progress.epoch,
+            epochs: cfg.epochs,
+        });
+    }
     let run = Run {
-        cfg: &cfg,
+        cfg,
         ops: train_ops(&train, policy.as_ref(), cfg.frames),
         train,
         val,
@@ -137,14 +142,12 @@ pub fn run(spec: &WorkerSpec) -> Result<(), String> {
             stats.val_loss = Some(loss);
             stats.val_acc = Some(acc);
         }
-        let improved = track_best(&cfg, &mut progress, &stats);
-        let mut event = serde_json::to_value(&stats).expect("stats serialize");
-        event["event"] = "epoch".into();
-        event["epochs"] = cfg.epochs.into();
-        if let Some((best, _)) = progress.best {
-            event["best_epoch"] = best.into();
-        }
-        emit(&event);
+        let improved = track_best(cfg, &mut progress, &stats);
+        emit(&WorkerEvent::Epoch {
+            stats: stats.clone(),
+            epochs: cfg.epochs,
+            best_epoch: progress.best.map(|(best, _)| best),
+        });
         progress.epoch = epoch;
         progress.history.push(stats);
         checkpoint::save(&spec.checkpoints, &s.net.vs, &opt, &progress, improved)?;
@@ -199,7 +202,7 @@ fn restore_best(
 
 /// The policy's ops, or for fbank data without one a random crop to
 /// `frames` so a batch has one length.
-fn train_ops(train: &DatasetReader, policy: Option<&Policy>, frames: u32) -> Vec<Op> {
+fn train_ops(train: &DatasetReader, policy: Option<&AugmentPolicy>, frames: u32) -> Vec<Op> {
     match policy {
         Some(p) => p.ops.clone(),
         None if train.info.kind != "image" => vec![Op::SegmentCrop { frames }],
@@ -307,7 +310,7 @@ fn evaluate(net: &Net, run: &Run<'_>, data: &Arc<DatasetReader>) -> Result<(f64,
 }
 
 fn write_outputs(
-    spec: &WorkerSpec,
+    spec: &TrainJob,
     s: &Setup,
     run: &Run<'_>,
     progress: &Progress,
@@ -319,18 +322,19 @@ fn write_outputs(
             .map_err(|e| format!("failed to write `{}`: {e}", p.display()))
     };
     checkpoint::save_sorted(&s.net.vs, &spec.out.join("model.safetensors"))?;
+    let config = ModelFolderConfig {
+        model: s.net.model.clone(),
+        loss: run.cfg.loss.clone(),
+        classes: run.train.info.classes.clone(),
+        data_kind: run.train.info.kind.clone(),
+        data_shape: run.train.info.shape.clone(),
+        eval_ops: eval_ops(&run.ops),
+        source: s.source.to_owned(),
+        frozen: s.frozen.iter().cloned().collect(),
+    };
     write(
         "config.json",
-        &serde_json::json!({
-            "model": s.net.model,
-            "loss": run.cfg.loss,
-            "classes": run.train.info.classes,
-            "data-kind": run.train.info.kind,
-            "data-shape": run.train.info.shape,
-            "eval-ops": eval_ops(&run.ops),
-            "source": s.source,
-            "frozen": s.frozen,
-        }),
+        &serde_json::to_value(&config).expect("configs serialize"),
     )?;
     // Timing stays out of the outputs (it is in the events and the summary):
     // the same training must give the same bytes, or reruns and early
@@ -355,15 +359,14 @@ fn write_outputs(
             "stopped_early": progress.stopped,
         }),
     )?;
-    emit(&serde_json::json!({
-        "event": "result",
-        "epochs": progress.epoch,
-        "final": progress.history.last(),
-        "best_epoch": best_epoch,
-        "restored_val": restored.map(|(loss, acc)| serde_json::json!({ "val_loss": loss, "val_acc": acc })),
-        "frozen": s.frozen.len(),
-        "trainable": s.params.len(),
-        "source": s.source,
+    emit(&WorkerEvent::TrainResult(TrainResult {
+        epochs: progress.epoch,
+        last: progress.history.last().cloned(),
+        best_epoch,
+        restored_val: restored.map(|(val_loss, val_acc)| ValNumbers { val_loss, val_acc }),
+        frozen: s.frozen.len(),
+        trainable: s.params.len(),
+        source: s.source.to_owned(),
     }));
     Ok(())
 }

@@ -8,9 +8,10 @@ use std::path::Path;
 
 use tch::{nn, Device, Kind, Tensor};
 use tuneflow_stages::data::dataset::DatasetInfo;
-use tuneflow_stages::freeze::{in_module, FreezeFile};
-use tuneflow_stages::train_config::{LossConfig, ModelConfig, TrainConfig, TransferConfig};
-use tuneflow_stages::worker::WorkerSpec;
+use tuneflow_stages::formats::freeze::in_module;
+use tuneflow_stages::formats::model::{ModelConfig, ModelFolder};
+use tuneflow_stages::train::config::{LossConfig, TrainConfig, TransferConfig};
+use tuneflow_stages::worker::TrainJob;
 
 use crate::heads::Head;
 use crate::model::ResNet;
@@ -82,7 +83,7 @@ pub fn build_net(
 
 /// Builds the network for `spec` and decides what trains.
 pub fn setup(
-    spec: &WorkerSpec,
+    spec: &TrainJob,
     cfg: &TrainConfig,
     train: &DatasetInfo,
     device: Device,
@@ -153,29 +154,12 @@ struct Upstream {
 }
 
 fn read_upstream(files: &BTreeMap<String, std::path::PathBuf>) -> Result<Upstream, String> {
-    let get = |name: &str| {
-        files
-            .get(name)
-            .ok_or_else(|| format!("the upstream model has no `{name}` (is it a `model` output of a training or freeze stage?)"))
-    };
-    let config: serde_json::Value = read_json(get("config.json")?)?;
-    let model = serde_json::from_value(config["model"].clone())
-        .map_err(|e| format!("the upstream `config.json` has no valid `model`: {e}"))?;
-    let frozen = match files.get("freeze.json") {
-        Some(p) => Some(read_json::<FreezeFile>(p)?.frozen),
-        None => None,
-    };
+    let folder = ModelFolder::read(files, "the upstream model")?;
     Ok(Upstream {
-        model,
-        weights: get("model.safetensors")?.clone(),
-        frozen,
+        model: folder.config.model,
+        weights: folder.weights,
+        frozen: folder.freeze.map(|f| f.frozen),
     })
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("failed to read `{}`: {e}", path.display()))?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("bad `{}`: {e}", path.display()))
 }
 
 /// The tensors to freeze: the strategy decides, with the upstream policy.

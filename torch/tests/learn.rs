@@ -5,7 +5,8 @@
 use tch::nn::ModuleT;
 use tch::{Device, Kind, Tensor};
 use tuneflow_stages::data::dataset::DatasetInfo;
-use tuneflow_stages::train_config::{LossConfig, ModelConfig, OptimizerConfig, TrainConfig};
+use tuneflow_stages::formats::model::ModelConfig;
+use tuneflow_stages::train::config::{LossConfig, OptimizerConfig, TrainConfig};
 use tuneflow_torch::checkpoint::{load_into, save_sorted};
 use tuneflow_torch::optim::Optimizer;
 use tuneflow_torch::transfer::build_net;

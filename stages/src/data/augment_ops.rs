@@ -9,7 +9,7 @@ use crate::rng::Rng;
 
 /// One op of a policy, as written in the pipeline (`{ op = "...", ... }`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "op", rename_all = "kebab-case")]
+#[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Op {
     /// Mirror left-right with probability `p`.
     Flip {

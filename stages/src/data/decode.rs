@@ -7,7 +7,7 @@ use super::fbank::{mean_normalize, Fbank};
 use super::wav;
 
 /// Image preprocessing settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImageSpec {
     /// Output side length.
     pub size: u32,

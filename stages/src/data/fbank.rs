@@ -10,7 +10,8 @@ use std::sync::Arc;
 use realfft::RealFftPlanner;
 
 /// The analysis window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Window {
     /// Kaldi's default: `hann(N, periodic = false) ^ 0.85`.
     Povey,
@@ -21,7 +22,7 @@ pub enum Window {
 }
 
 /// Fbank options; the defaults are torchaudio's, except the bin count.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FbankOptions {
     /// Mel bins.
     pub num_bins: usize,

@@ -1,0 +1,87 @@
+//! `tuneflow run`: loads the pipeline, opens the cache for writing, picks
+//! the backend (local or Slurm) and drives the session.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::cli::{ExecutorKind, RunArgs};
+use crate::error::{exit, RunError};
+use crate::pipeline::executor::{ExecutorConfig, SlurmConfig};
+use crate::pipeline::{self, PipelineError, Plan};
+use crate::report::{self, Mode};
+use crate::run::backend::{Local, StageBackend};
+use crate::run::cache::{layout_for, Cache};
+use crate::run::engine::{Engine, EngineOptions};
+use crate::run::session::{self, RunEnd};
+
+/// Runs `tuneflow run`.
+pub fn run(args: &RunArgs, cache_flag: Option<&Path>) -> Result<i32, RunError> {
+    let plan = Arc::new(pipeline::load(&args.pipeline, &args.set)?);
+    for f in &args.force {
+        if plan.index_of(f).is_none() {
+            return Err(
+                PipelineError::Usage(format!("`--force {f}`: no stage is called `{f}`")).into(),
+            );
+        }
+    }
+    if args.jobs == Some(0) {
+        return Err(PipelineError::Usage("`--jobs` must be at least 1".into()).into());
+    }
+    let layout = layout_for(cache_flag, Some(&plan), Some(&args.pipeline));
+    if let Some((stage, out)) = plan.outs_touching(layout.root()).into_iter().next() {
+        return Err(PipelineError::Usage(format!(
+            "output `{out}` of stage `{stage}` overlaps the cache folder `{}`; a run deletes and rewrites its outputs",
+            layout.root().display()
+        ))
+        .into());
+    }
+    let cache = Cache::open_exclusive(layout)?;
+    // Holding the lock: whatever a killed run left running is ended before
+    // anything runs, and what it left in the scratch folder goes.
+    for ended in tuneflow_stages::process::end_leftovers(&cache.layout.running()) {
+        tracing::warn!("ended {ended}, left running by an earlier run that was killed");
+    }
+    let _ = std::fs::remove_dir_all(cache.layout.scratch());
+    let (backend, slurm_jobs) = backend(&plan, args.executor)?;
+    let options = EngineOptions {
+        force: args.force.clone(),
+        keep_going: args.keep_going,
+        jobs: args
+            .jobs
+            .or(slurm_jobs)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        backend,
+    };
+    let (reporter, render) = report::start(Mode::pick(args.json));
+    let id = session::run_id();
+    let run_dir = cache.index.run_dir(&id);
+    let engine = Arc::new(Engine::new(plan, cache, reporter.clone(), options, run_dir));
+    let end = session::run(&engine, &reporter, &id);
+    drop(reporter);
+    drop(engine);
+    let _ = render.join();
+    Ok(match end {
+        RunEnd::Success => exit::SUCCESS,
+        RunEnd::Failed => exit::STAGE_FAILED,
+        RunEnd::Interrupted => exit::INTERRUPTED,
+    })
+}
+
+/// The backend `--executor` or `[executor] kind` asks for, and, under
+/// Slurm, the default bound on jobs in flight (the cluster decides what
+/// runs at once).
+fn backend(
+    plan: &Plan,
+    flag: Option<ExecutorKind>,
+) -> Result<(Arc<dyn StageBackend>, Option<usize>), RunError> {
+    let cfg = match (flag, &plan.executor) {
+        (Some(ExecutorKind::Local), _) | (None, ExecutorConfig::Local) => {
+            return Ok((Arc::new(Local), None))
+        }
+        (_, ExecutorConfig::Slurm(c)) => c.clone(),
+        (Some(ExecutorKind::Slurm), ExecutorConfig::Local) => SlurmConfig::default(),
+    };
+    let jobs = cfg.max_in_flight;
+    let slurm = crate::slurm::Slurm::new(cfg).map_err(PipelineError::Usage)?;
+    Ok((Arc::new(slurm), Some(jobs)))
+}

@@ -1,0 +1,402 @@
+//! The validated pipeline: stages resolved, edges known (explicit `after`
+//! references and one stage's `outs` being another's `deps`), cycles and
+//! duplicate outputs rejected, and every error in the file reported at once.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tuneflow_stages::paths::{normalize_dep, normalize_rel};
+use tuneflow_stages::{
+    build_stage, BuildContext, Device, ParamReader, Resources, Spanned, Stage, Table, ValueKind,
+};
+
+use super::error::{Diagnostic, PipelineError};
+use super::executor::ExecutorConfig;
+use super::spec::PipelineSpec;
+
+/// Where a stage's input comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A file or folder in the pipeline folder, hashed when the stage's key
+    /// is computed (after every upstream stage has finished).
+    File(String),
+    /// An output of an upstream stage, by its digest in that stage's manifest.
+    Output {
+        /// Index of the upstream stage in [`Plan::stages`].
+        stage: usize,
+        /// The output's name.
+        output: String,
+    },
+}
+
+/// A stage ready to run.
+pub struct PlannedStage {
+    /// Its name.
+    pub name: String,
+    /// The kind implementation.
+    pub stage: Arc<dyn Stage>,
+    /// Input name -> where it comes from (sorted by name).
+    pub inputs: BTreeMap<String, Input>,
+    /// Declared workspace outputs (restored on a cache hit).
+    pub outs: Vec<String>,
+    /// Named outputs kept in the cache only.
+    pub outputs: Vec<String>,
+    /// Indices of the stages this one waits for.
+    pub upstream: Vec<usize>,
+    /// What it holds while it runs.
+    pub resources: Resources,
+}
+
+/// A validated pipeline, stages in topological order.
+pub struct Plan {
+    /// `[pipeline] name`, default the file stem.
+    pub name: String,
+    /// The pipeline file, absolute.
+    pub file: PathBuf,
+    /// The pipeline's folder: relative paths resolve here.
+    pub dir: PathBuf,
+    /// `[pipeline] seed`.
+    pub seed: i64,
+    /// `[pipeline] device`.
+    pub device: Device,
+    /// `[pipeline] cache`, resolved against the folder.
+    pub cache_dir: Option<PathBuf>,
+    /// The stages, upstream before downstream.
+    pub stages: Vec<PlannedStage>,
+    /// `[executor]`: local threads or Slurm jobs.
+    pub executor: ExecutorConfig,
+}
+
+impl Plan {
+    /// The index of the stage called `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.stages.iter().position(|s| s.name == name)
+    }
+
+    /// Every (stage, out) that is, contains or lies inside `path` (an
+    /// absolute path): a run writing or deleting it would touch `path`.
+    pub fn outs_touching(&self, path: &Path) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for s in &self.stages {
+            for o in &s.outs {
+                let full = self.dir.join(o);
+                if full.starts_with(path) || path.starts_with(&full) {
+                    out.push((s.name.clone(), o.clone()));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Outputs are written, and deleted before their stage runs: none may be,
+/// contain or lie inside the pipeline file or the cache folder, and none
+/// may pass through a symlink (it could lead out of the pipeline folder).
+fn check_outs_are_safe(
+    drafts: &[Draft],
+    dir: &Path,
+    file: &Path,
+    cache: Option<&str>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let file_name = file.file_name().map(|n| n.to_string_lossy().into_owned());
+    let mut reserved: Vec<(String, &str)> = vec![(".tuneflow".into(), "the cache folder")];
+    if let Some(c) = cache.and_then(|c| normalize_rel(c).ok()) {
+        reserved.push((c, "the cache folder"));
+    }
+    if let Some(n) = file_name {
+        reserved.push((n, "the pipeline file"));
+    }
+    let inside = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
+    for d in drafts {
+        for out in &d.outs {
+            let o = out.value.as_str();
+            if let Some((r, what)) = reserved.iter().find(|(r, _)| inside(o, r) || inside(r, o)) {
+                diags.push(Diagnostic {
+                    message: format!(
+                        "output `{o}` of stage `{}` overlaps {what} `{r}`",
+                        d.name.value
+                    ),
+                    span: out.span.clone(),
+                    label: "a run deletes and rewrites its outputs".into(),
+                    help: Some("write outputs to their own files or folders".into()),
+                });
+                continue;
+            }
+            if let Some(link) = symlinked_component(dir, o) {
+                diags.push(Diagnostic {
+                    message: format!(
+                        "output `{o}` of stage `{}` goes through the symlink `{link}`",
+                        d.name.value
+                    ),
+                    span: out.span.clone(),
+                    label: "outputs must be written inside the pipeline's folder".into(),
+                    help: Some("use a real folder, or a path without the link".into()),
+                });
+            }
+        }
+    }
+}
+
+/// The first folder of `rel` (below `dir`) that exists and is a symlink.
+fn symlinked_component(dir: &Path, rel: &str) -> Option<String> {
+    let mut cur = dir.to_path_buf();
+    let parts: Vec<&str> = rel.split('/').collect();
+    for (n, part) in parts[..parts.len().saturating_sub(1)].iter().enumerate() {
+        cur.push(part);
+        match std::fs::symlink_metadata(&cur) {
+            Ok(m) if m.file_type().is_symlink() => return Some(parts[..=n].join("/")),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// Loads, overrides and validates a pipeline file.
+pub fn load(path: &Path, overrides: &[String]) -> Result<Plan, PipelineError> {
+    let mut spec = PipelineSpec::load(path)?;
+    spec.apply_overrides(overrides)?;
+    plan(&spec)
+}
+
+pub(super) struct Draft {
+    pub(super) name: Spanned<String>,
+    pub(super) header: Option<std::ops::Range<usize>>,
+    pub(super) stage: Arc<dyn Stage>,
+    pub(super) after: Vec<Spanned<String>>,
+    pub(super) deps: Vec<Spanned<String>>,
+    pub(super) outs: Vec<Spanned<String>>,
+    pub(super) outputs: Vec<String>,
+    pub(super) resources: Resources,
+}
+
+/// Validates a parsed pipeline.
+pub fn plan(spec: &PipelineSpec) -> Result<Plan, PipelineError> {
+    let mut diags = Vec::new();
+    let top = ParamReader::new(&spec.root, None);
+    let pipeline = top.table("pipeline").cloned().unwrap_or_default();
+    let params = top.table("params").cloned().unwrap_or_default();
+    let stages = top.table("stage").cloned().unwrap_or_default();
+    let executor_table = top.table("executor").cloned().unwrap_or_default();
+    diags.extend(top.finish());
+    let spec_dir = std::path::absolute(&spec.path)
+        .ok()
+        .and_then(|f| f.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    let (executor, errors) = super::executor::read(&executor_table, &spec_dir);
+    diags.extend(errors);
+    let header = read_pipeline_table(&pipeline, &mut diags);
+    let mut drafts = Vec::new();
+    for (name, value) in &stages.entries {
+        let ValueKind::Table(table) = &value.kind else {
+            diags.push(Diagnostic {
+                message: format!("`stage.{}` must be a table", name.value),
+                span: value.span.clone(),
+                label: "expected a [stage.NAME] table".into(),
+                help: None,
+            });
+            continue;
+        };
+        if let Some(d) = draft_stage(
+            name,
+            value.span.clone(),
+            table,
+            &params,
+            header.seed,
+            &mut diags,
+        ) {
+            drafts.push(d);
+        }
+    }
+    if stages.entries.is_empty() {
+        diags.push(Diagnostic {
+            message: "the pipeline has no stages".into(),
+            span: None,
+            label: String::new(),
+            help: Some("add a `[stage.NAME]` table with a `kind`".into()),
+        });
+    }
+    check_outs_are_safe(
+        &drafts,
+        &spec_dir,
+        &spec.path,
+        header.cache.as_deref(),
+        &mut diags,
+    );
+    let wired = super::wire::wire(&drafts, &mut diags);
+    if !diags.is_empty() {
+        return Err(PipelineError::Invalid {
+            path: spec.path.clone(),
+            text: spec.source.clone(),
+            diagnostics: diags,
+        });
+    }
+    let file = std::path::absolute(&spec.path).unwrap_or_else(|_| spec.path.clone());
+    let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let cache_dir = header.cache.map(|c| dir.join(c));
+    Ok(Plan {
+        name: header.name.unwrap_or_else(|| {
+            spec.path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        }),
+        file,
+        dir,
+        seed: header.seed,
+        device: header.device,
+        cache_dir,
+        stages: wired.expect("no diagnostics means the graph was wired"),
+        executor,
+    })
+}
+
+struct Header {
+    name: Option<String>,
+    seed: i64,
+    device: Device,
+    cache: Option<String>,
+}
+
+fn read_pipeline_table(t: &Table, diags: &mut Vec<Diagnostic>) -> Header {
+    let r = ParamReader::new(t, None);
+    let name = r.str("name").map(|s| s.value);
+    let seed = match r.raw("seed").map(|v| (&v.kind, v.span.clone())) {
+        Some((ValueKind::Int(i), _)) => *i,
+        Some((other, span)) => {
+            r.error(Diagnostic {
+                message: format!("`seed` must be an integer, not {}", other.type_name()),
+                span,
+                label: "expected an integer".into(),
+                help: None,
+            });
+            0
+        }
+        None => 0,
+    };
+    let device = r.str("device").and_then(|d| match d.value.parse() {
+        Ok(device) => Some(device),
+        Err(e) => {
+            r.error(Diagnostic {
+                message: format!("{e}"),
+                span: d.span.clone(),
+                label: "expected auto, cpu, cuda or cuda:N".into(),
+                help: None,
+            });
+            None
+        }
+    });
+    let cache = r.str("cache").map(|c| c.value);
+    diags.extend(r.finish());
+    Header {
+        name,
+        seed,
+        device: device.unwrap_or_default(),
+        cache,
+    }
+}
+
+fn draft_stage(
+    name: &Spanned<String>,
+    header: Option<std::ops::Range<usize>>,
+    table: &Table,
+    params: &Table,
+    seed: i64,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Draft> {
+    if name.value.is_empty()
+        || !name
+            .value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        diags.push(Diagnostic {
+            message: format!("invalid stage name `{}`", name.value),
+            span: name.span.clone(),
+            label: "use letters, digits, `_` and `-`".into(),
+            help: None,
+        });
+    }
+    let r = ParamReader::new(table, name.span.clone().or(header.clone()));
+    let kind = r.required_str("kind", "one of the built-in stage kinds");
+    let after = r.str_list("after");
+    let resources = read_resources(&r);
+    let built = kind.as_ref().and_then(|kind| {
+        let cx = BuildContext {
+            name: &name.value,
+            params,
+            seed,
+        };
+        build_stage(kind, &cx, &r)
+    });
+    let known_kind = kind
+        .as_ref()
+        .and_then(|k| tuneflow_stages::kinds::find(&k.value))
+        .is_some_and(|k| k.available());
+    let errors = r.finish();
+    // An unknown kind makes every other key "unknown"; report the kind only.
+    diags.extend(
+        errors
+            .into_iter()
+            .filter(|e| known_kind || !e.message.starts_with("unknown key")),
+    );
+    let decl = built?;
+    let mut deps = decl.deps;
+    let mut outs = decl.outs;
+    for p in deps.iter_mut() {
+        match normalize_dep(&p.value) {
+            Ok(n) => p.value = n,
+            Err(why) => diags.push(Diagnostic {
+                message: format!("dependency `{}` {why}", p.value),
+                span: p.span.clone(),
+                label: "expected a file or folder".into(),
+                help: None,
+            }),
+        }
+    }
+    for p in outs.iter_mut() {
+        match normalize_rel(&p.value) {
+            Ok(n) => p.value = n,
+            Err(why) => diags.push(Diagnostic {
+                message: format!("path `{}` {why}", p.value),
+                span: p.span.clone(),
+                label: "outputs must stay inside the pipeline's folder".into(),
+                help: Some("use a path relative to the pipeline file, without `..`".into()),
+            }),
+        }
+    }
+    let mut after = after;
+    after.extend(decl.refs);
+    Some(Draft {
+        name: name.clone(),
+        header,
+        stage: Arc::from(decl.stage),
+        after,
+        deps,
+        outs,
+        outputs: decl.outputs,
+        resources,
+    })
+}
+
+fn read_resources(r: &ParamReader<'_>) -> Resources {
+    let Some(t) = r.table("resources") else {
+        return Resources::default();
+    };
+    let inner = ParamReader::new(t, None);
+    let gpu = inner.uint("gpu").map_or(0, |g| g.value as u32);
+    let cpus = inner.uint("cpus").map(|c| c.value.max(1) as u32);
+    let mem = inner.str("mem").map(|m| m.value);
+    let time = inner.str("time").map(|t| t.value);
+    for e in inner.finish() {
+        r.error(e);
+    }
+    Resources {
+        gpu,
+        cpus,
+        mem,
+        time,
+    }
+}

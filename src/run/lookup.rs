@@ -1,0 +1,287 @@
+//! The one decision of what is cached, shared by `run`, `status`, `export`
+//! and `cache gc`: a stage is a hit when its key has a manifest and every
+//! output it names is intact, in the workspace (for declared `outs`) or in
+//! the object store. Intact means the bytes hash to the digest: an object
+//! is re-hashed unless its stat still matches the one it had when it last
+//! verified (any write to a file changes its ctime), so a no-op run stays
+//! cheap while a missing, truncated or rewritten object is always a miss.
+
+use std::path::Path;
+
+use tuneflow_cache::{
+    BlobDigest, CacheError, Index, Manifest, ObjectStat, ObjectStore, OutputEntry, OutputKind,
+    StageRecord, StatCache, Tree,
+};
+
+use super::keys::{self, KeyError};
+use crate::pipeline::Plan;
+
+/// What the cache holds for a stage.
+#[derive(Debug, Clone)]
+pub enum Decision {
+    /// Cached: `manifest` is the result; the workspace outs in `restore`
+    /// must be restored from the store (the rest are current).
+    Hit {
+        /// The key and what went into it.
+        record: StageRecord,
+        /// The result.
+        manifest: Manifest,
+        /// Workspace outputs to restore.
+        restore: Vec<String>,
+    },
+    /// The stage must run, and why.
+    Miss {
+        /// The key and what went into it.
+        record: StageRecord,
+        /// Why it runs, for people.
+        reason: String,
+    },
+}
+
+impl Decision {
+    /// The key record.
+    pub fn record(&self) -> &StageRecord {
+        match self {
+            Self::Hit { record, .. } | Self::Miss { record, .. } => record,
+        }
+    }
+}
+
+/// The state of one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectState {
+    /// Its bytes hash to its name.
+    Intact,
+    /// Not in the store.
+    Missing,
+    /// Present, with other bytes.
+    Damaged,
+}
+
+/// Looks stages up in a cache.
+pub struct Lookup<'a> {
+    plan: &'a Plan,
+    index: &'a Index,
+    store: &'a ObjectStore,
+    stats: StatCache<'a>,
+}
+
+impl<'a> Lookup<'a> {
+    /// A lookup of `plan`'s stages in a cache.
+    pub fn new(plan: &'a Plan, index: &'a Index, store: &'a ObjectStore) -> Self {
+        Self {
+            plan,
+            index,
+            store,
+            stats: StatCache::new(index),
+        }
+    }
+
+    /// The stat cache lookups hash through.
+    pub fn stats(&self) -> &StatCache<'a> {
+        &self.stats
+    }
+
+    /// Decides stage `i`. `manifest_of(j)` gives the result of each
+    /// upstream stage (all of which must be decided and cached or run).
+    pub fn decide(
+        &self,
+        i: usize,
+        manifest_of: &dyn Fn(usize) -> Option<Manifest>,
+        forced: bool,
+    ) -> Result<Decision, KeyError> {
+        let record = keys::compute(self.plan, i, manifest_of, &self.stats)?;
+        if forced {
+            return Ok(Decision::Miss {
+                record,
+                reason: "forced".into(),
+            });
+        }
+        let Some(manifest) = self.index.result(&record.key)? else {
+            let pipeline = self.plan.file.to_string_lossy();
+            let previous = self
+                .index
+                .stage_record(&pipeline, &self.plan.stages[i].name)
+                .ok()
+                .flatten();
+            let reason = keys::explain(previous.as_ref(), &record);
+            return Ok(Decision::Miss { record, reason });
+        };
+        let ps = &self.plan.stages[i];
+        let mut restore = Vec::new();
+        for entry in &manifest.outputs {
+            let in_workspace = ps.outs.contains(&entry.name);
+            if in_workspace && self.workspace_matches(entry)? {
+                continue;
+            }
+            let state = self.entry_state(entry)?;
+            if state != ObjectState::Intact {
+                let what = if state == ObjectState::Missing {
+                    "missing from"
+                } else {
+                    "damaged in"
+                };
+                return Ok(Decision::Miss {
+                    record,
+                    reason: format!("output `{}` is {what} the cache", entry.name),
+                });
+            }
+            if in_workspace {
+                restore.push(entry.name.clone());
+            }
+        }
+        Ok(Decision::Hit {
+            record,
+            manifest,
+            restore,
+        })
+    }
+
+    /// Whether the workspace copy of a declared output has the cached
+    /// bytes (through the stat cache). A symlink never matches.
+    pub fn workspace_matches(&self, entry: &OutputEntry) -> Result<bool, CacheError> {
+        let dest = self.plan.dir.join(&entry.name);
+        let present = match std::fs::symlink_metadata(&dest) {
+            Ok(m) => !m.is_symlink() && (m.is_dir() == (entry.kind == OutputKind::Tree)),
+            Err(_) => false,
+        };
+        Ok(present && self.stats.hash(&dest)?.digest == entry.digest)
+    }
+
+    /// The state of an output's objects in the store (a folder: its tree
+    /// and every file in it).
+    pub fn entry_state(&self, entry: &OutputEntry) -> Result<ObjectState, CacheError> {
+        entry_state(self.store, self.index, entry)
+    }
+}
+
+/// The state of an output's objects in the store.
+pub fn entry_state(
+    store: &ObjectStore,
+    index: &Index,
+    entry: &OutputEntry,
+) -> Result<ObjectState, CacheError> {
+    if entry.kind == OutputKind::File {
+        return object_state(store, index, &entry.digest);
+    }
+    let tree = match Tree::load(store, &entry.digest) {
+        Ok(t) => t,
+        Err(CacheError::MissingObject { .. }) => return Ok(ObjectState::Missing),
+        Err(CacheError::CorruptObject { .. }) => return Ok(ObjectState::Damaged),
+        Err(e) => return Err(e),
+    };
+    for e in &tree.entries {
+        let s = object_state(store, index, &e.digest)?;
+        if s != ObjectState::Intact {
+            return Ok(s);
+        }
+    }
+    Ok(ObjectState::Intact)
+}
+
+/// Whether object `d` is present with the right bytes: its stat matches
+/// the one recorded when it last verified, or it is hashed again now.
+pub fn object_state(
+    store: &ObjectStore,
+    index: &Index,
+    d: &BlobDigest,
+) -> Result<ObjectState, CacheError> {
+    let path = store.path_of(d);
+    let meta = match std::fs::symlink_metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ObjectState::Missing),
+        Err(e) => return Err(CacheError::io("stat", path, e)),
+    };
+    if !meta.is_file() {
+        return Ok(ObjectState::Damaged);
+    }
+    let stat = ObjectStat::of(&meta);
+    if index.verified(d) == Some(stat) {
+        return Ok(ObjectState::Intact);
+    }
+    full_check(store, index, d, &path)
+}
+
+/// Hashes object `d` whatever its stat, and remembers a match.
+pub fn verify_object(
+    store: &ObjectStore,
+    index: &Index,
+    d: &BlobDigest,
+) -> Result<ObjectState, CacheError> {
+    let path = store.path_of(d);
+    if !path.is_file() {
+        return Ok(ObjectState::Missing);
+    }
+    full_check(store, index, d, &path)
+}
+
+fn full_check(
+    _store: &ObjectStore,
+    index: &Index,
+    d: &BlobDigest,
+    path: &Path,
+) -> Result<ObjectState, CacheError> {
+    let before = std::fs::metadata(path).map_err(|e| CacheError::io("stat", path, e))?;
+    let actual = match tuneflow_cache::hash_file(path) {
+        Ok(a) => a,
+        Err(CacheError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(ObjectState::Missing)
+        }
+        Err(e) => return Err(e),
+    };
+    if actual != *d {
+        index.forget_verified(d);
+        return Ok(ObjectState::Damaged);
+    }
+    let after = std::fs::metadata(path).map_err(|e| CacheError::io("stat", path, e))?;
+    let stat = ObjectStat::of(&after);
+    // A file changed while it was read is not recorded as verified.
+    if ObjectStat::of(&before) == stat {
+        index.put_verified(d, &stat);
+    }
+    Ok(ObjectState::Intact)
+}
+
+/// A stage as the cache sees it now, without running anything.
+#[derive(Debug)]
+pub enum Resolved {
+    /// Decided (a hit or a miss).
+    Decided(Decision),
+    /// An upstream stage will run, so this stage's key is not known yet.
+    Blocked {
+        /// The first upstream stage that will run.
+        upstream: usize,
+    },
+    /// The key cannot be computed (a dependency is missing).
+    Unkeyable(KeyError),
+}
+
+impl Resolved {
+    /// The result, when the stage is cached.
+    pub fn manifest(&self) -> Option<&Manifest> {
+        match self {
+            Self::Decided(Decision::Hit { manifest, .. }) => Some(manifest),
+            _ => None,
+        }
+    }
+}
+
+/// Decides every stage in order, as a run's first pass would, without
+/// running or restoring anything: what `status`, `export` and `gc` see.
+pub fn resolve(lookup: &Lookup<'_>) -> Result<Vec<Resolved>, CacheError> {
+    let plan = lookup.plan;
+    let mut out: Vec<Resolved> = Vec::with_capacity(plan.stages.len());
+    for (i, ps) in plan.stages.iter().enumerate() {
+        if let Some(&upstream) = ps.upstream.iter().find(|&&j| out[j].manifest().is_none()) {
+            out.push(Resolved::Blocked { upstream });
+            continue;
+        }
+        let manifest_of = |j: usize| out[j].manifest().cloned();
+        out.push(match lookup.decide(i, &manifest_of, false) {
+            Ok(d) => Resolved::Decided(d),
+            Err(KeyError::Cache(e)) => return Err(e),
+            Err(e) => Resolved::Unkeyable(e),
+        });
+    }
+    Ok(out)
+}

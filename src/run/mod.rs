@@ -1,0 +1,34 @@
+//! Where a run happens, from plan to stage to cache:
+//!
+//! - [`cache`]: which cache folder, opened for writing (one holder) or
+//!   reading (no lock);
+//! - [`keys`]: a stage's key and why it changed;
+//! - [`lookup`]: the one decision of what is cached, shared by `run`,
+//!   `status`, `export` and `cache gc`;
+//! - [`job`]: a stage, resolved into a self-contained, serialisable job;
+//! - [`backend`]: what runs a job (this process, or a Slurm job) and its
+//!   typed failures;
+//! - [`outputs`]: moving outputs between the workspace and the store;
+//! - [`engine`]: decides, runs and commits each stage;
+//! - [`executor`]: orders the stages as a dagrs graph;
+//! - [`session`]: runtime, signals, the state file, repair rounds, the run
+//!   record;
+//! - [`events`]: what a run reports, as data;
+//! - [`resources`]: GPU permits.
+//!
+//! Dependencies point down this list's reverse: `session` drives `engine`,
+//! which uses `lookup`, `job` and `backend`; nothing here imports the
+//! commands, the report renderers or the Slurm backend (which implements
+//! [`backend::StageBackend`] from outside).
+
+pub mod backend;
+pub mod cache;
+pub mod engine;
+pub mod events;
+pub mod executor;
+pub mod job;
+pub mod keys;
+pub mod lookup;
+pub mod outputs;
+pub mod resources;
+pub mod session;

@@ -1,0 +1,5 @@
+//! Evaluation: verification and identification metrics over scores, and
+//! the ROC, DET and training-curve plots. No libtorch.
+
+pub mod metrics;
+pub mod plots;

@@ -1,0 +1,415 @@
+//! The `command` kind: any program, run with `sh -c` in the pipeline's
+//! folder, with declared `deps` and `outs`.
+//!
+//! The command runs in its own process group, so cancelling the run stops
+//! the shell and everything it started. Its stdout and stderr go to the
+//! stage's log; the last lines of stderr are kept for the failure message.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Child, Command as Process, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::params::{Diagnostic, ParamReader, Spanned, Table};
+use crate::process::{spawn_group, Spawned};
+use crate::stage::{BuildContext, Inputs, Kind, StageContext, StageDecl, StageError, StageOutputs};
+
+const STDERR_TAIL_LINES: usize = 20;
+
+/// A configured `command` stage.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Command {
+    /// The command after `${params.x}` interpolation.
+    pub cmd: String,
+    /// Declared outputs, relative to the pipeline folder.
+    pub outs: Vec<String>,
+    /// Environment variables whose values enter the key: name -> value
+    /// when the pipeline was loaded (`None`: unset).
+    pub env: BTreeMap<String, Option<String>>,
+}
+
+/// Builds a `command` stage from its params.
+pub fn build(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
+    let cmd = r.required_str("cmd", "the shell command to run");
+    let deps = r.str_list("deps");
+    let outs = r.str_list("outs");
+    let env = r.str_list("env");
+    let cmd = interpolate(cmd?, cx.params).map_err(|e| r.error(e)).ok()?;
+    let stage = Command {
+        cmd,
+        // The key sees `./a.txt` and `a.txt` as the same output; the planner
+        // reports paths that do not normalize.
+        outs: outs
+            .iter()
+            .map(|o| crate::paths::normalize_rel(&o.value).unwrap_or_else(|_| o.value.clone()))
+            .collect(),
+        env: env
+            .into_iter()
+            .map(|e| {
+                let value = std::env::var(&e.value).ok();
+                (e.value, value)
+            })
+            .collect(),
+    };
+    Some(StageDecl {
+        stage: Box::new(stage),
+        refs: Vec::new(),
+        deps,
+        outs,
+        outputs: Vec::new(),
+    })
+}
+
+/// Replaces `${params.name}` by the param's value quoted for the shell
+/// (a value made only of safe characters is left bare), and
+/// `${params.name:raw}` by the value as it is. Other `${...}` forms are left
+/// for the shell.
+fn interpolate(cmd: Spanned<String>, params: &Table) -> Result<String, Diagnostic> {
+    let text = &cmd.value;
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find("${params.") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + "${params.".len()..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            rest = "";
+            break;
+        };
+        let (name, raw) = match after[..end].strip_suffix(":raw") {
+            Some(n) => (n, true),
+            None => (&after[..end], false),
+        };
+        let Some(value) = params.get(name) else {
+            let known = params.entries.iter().map(|(k, _)| k.value.as_str());
+            return Err(Diagnostic {
+                message: format!("unknown param `{name}` in `cmd`"),
+                span: cmd.span.clone(),
+                label: format!("`${{params.{name}}}` is not in [params]"),
+                help: crate::params::suggest(name, known).map(|s| format!("did you mean `{s}`?")),
+            });
+        };
+        let text = value.interpolation_text();
+        if raw {
+            out.push_str(&text);
+        } else {
+            out.push_str(&shell_quote(&text));
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// `text` as one shell word: bare when it holds only characters no shell
+/// treats specially, else in single quotes (a `'` inside becomes `'\''`).
+pub fn shell_quote(text: &str) -> String {
+    let safe = !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.,/:=+@%".contains(&b));
+    if safe {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+impl Kind for Command {
+    const NAME: &'static str = "command";
+    const VERSION: u32 = 1;
+
+    fn run(&self, cx: &StageContext, _inputs: &Inputs) -> Result<StageOutputs, StageError> {
+        // Stale outputs must not satisfy "the command created its outputs".
+        for out in &self.outs {
+            let path = cx.workdir.join(out);
+            remove_path(&path)?;
+            if let Some(parent) = path.parent() {
+                fs_err::create_dir_all(parent).map_err(|e| StageError::io("create", parent, e))?;
+            }
+        }
+        let log =
+            fs_err::File::create(&cx.log).map_err(|e| StageError::io("create", &cx.log, e))?;
+        let log = Arc::new(Mutex::new(log.into_parts().0));
+        let mut spawned = self.spawn(cx)?;
+        let child = &mut spawned.child;
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let readers = [
+            pipe_to_log(child.stdout.take(), &log, None),
+            pipe_to_log(child.stderr.take(), &log, Some(tail.clone())),
+        ];
+        let status = wait_or_cancel(child, cx)?;
+        // A background process the command left behind may hold the pipes
+        // open; wait for the readers briefly, never forever.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        for r in readers.into_iter().flatten() {
+            while !r.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        if !status.success() {
+            let status = match (status.code(), status.signal()) {
+                (Some(code), _) => format!("exit status {code}"),
+                (None, Some(sig)) => format!("signal {sig}"),
+                _ => "an unknown status".to_owned(),
+            };
+            let lines = tail.lock().expect("tail lock");
+            let stderr_tail = lines.iter().map(|l| format!("  | {l}\n")).collect();
+            return Err(StageError::CommandFailed {
+                status,
+                stderr_tail,
+                log: cx.log.clone(),
+            });
+        }
+        let mut paths = Vec::new();
+        for out in &self.outs {
+            let path = cx.workdir.join(out);
+            if std::fs::symlink_metadata(&path).is_err() {
+                return Err(StageError::MissingOutput {
+                    path: out.clone(),
+                    log: cx.log.clone(),
+                });
+            }
+            paths.push((out.clone(), path));
+        }
+        Ok(StageOutputs {
+            paths,
+            summary: serde_json::Value::Null,
+            reexports: Vec::new(),
+        })
+    }
+}
+
+impl Command {
+    fn spawn(&self, cx: &StageContext) -> Result<Spawned, StageError> {
+        let mut process = Process::new("sh");
+        process
+            .arg("-c")
+            .arg(&self.cmd)
+            .current_dir(&cx.workdir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("TUNEFLOW_STAGE", &cx.name);
+        if !cx.gpus.is_empty() {
+            let ids: Vec<_> = cx.gpus.iter().map(u32::to_string).collect();
+            process.env("CUDA_VISIBLE_DEVICES", ids.join(","));
+        }
+        spawn_group(&mut process, cx.running.as_deref())
+            .map_err(|e| StageError::io("start `sh -c` in", &cx.workdir, e))
+    }
+}
+
+fn pipe_to_log<R: std::io::Read + Send + 'static>(
+    pipe: Option<R>,
+    log: &Arc<Mutex<std::fs::File>>,
+    tail: Option<Arc<Mutex<VecDeque<String>>>>,
+) -> Option<std::thread::JoinHandle<()>> {
+    let pipe = pipe?;
+    let log = log.clone();
+    Some(std::thread::spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+            let _ = log.lock().expect("log lock").write_all(&line);
+            if let Some(tail) = &tail {
+                let mut t = tail.lock().expect("tail lock");
+                if t.len() == STDERR_TAIL_LINES {
+                    t.pop_front();
+                }
+                t.push_back(String::from_utf8_lossy(&line).trim_end().to_owned());
+            }
+            line.clear();
+        }
+    }))
+}
+
+/// Waits for the child, polling the cancel flag; on cancel, stops the whole
+/// process group (SIGTERM, then SIGKILL after half a second).
+fn wait_or_cancel(
+    child: &mut Child,
+    cx: &StageContext,
+) -> Result<std::process::ExitStatus, StageError> {
+    let mut poll = Duration::from_millis(1);
+    loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| StageError::io("wait for", &cx.log, e))?
+        {
+            return Ok(status);
+        }
+        if cx.cancel.is_cancelled() {
+            crate::process::kill_group(child.id(), libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_millis(500);
+            while Instant::now() < deadline {
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            crate::process::kill_group(child.id(), libc::SIGKILL);
+            let _ = child.wait();
+            crate::process::wait_group_gone(child.id(), Duration::from_secs(2));
+            return Err(StageError::Cancelled);
+        }
+        std::thread::sleep(poll);
+        poll = (poll * 2).min(Duration::from_millis(20));
+    }
+}
+
+fn remove_path(path: &Path) -> Result<(), StageError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {
+            std::fs::remove_dir_all(path).map_err(|e| StageError::io("remove", path, e))
+        }
+        Ok(_) => std::fs::remove_file(path).map_err(|e| StageError::io("remove", path, e)),
+        Err(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::{Value, ValueKind};
+
+    fn cx(dir: &Path) -> StageContext {
+        StageContext {
+            name: "s".into(),
+            log: dir.join("s.log"),
+            ..StageContext::for_test(dir)
+        }
+    }
+
+    fn command(cmd: &str, outs: &[&str]) -> Command {
+        Command {
+            cmd: cmd.into(),
+            outs: outs.iter().map(|s| s.to_string()).collect(),
+            env: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn interpolates_params_and_leaves_shell_variables() {
+        let mut params = Table::default();
+        params.set(
+            "n",
+            Value {
+                kind: ValueKind::Int(3),
+                span: None,
+            },
+        );
+        let cmd = Spanned {
+            value: "echo ${params.n} ${HOME}".to_owned(),
+            span: None,
+        };
+        assert_eq!(interpolate(cmd, &params).unwrap(), "echo 3 ${HOME}");
+        params.set(
+            "x",
+            Value {
+                kind: ValueKind::Str("a; rm -rf victim \"q\" it's".into()),
+                span: None,
+            },
+        );
+        let cmd = Spanned {
+            value: "echo ${params.x} ${params.x:raw}".to_owned(),
+            span: None,
+        };
+        assert_eq!(
+            interpolate(cmd, &params).unwrap(),
+            r#"echo 'a; rm -rf victim "q" it'\''s' a; rm -rf victim "q" it's"#
+        );
+        let bad = Spanned {
+            value: "echo ${params.m}".to_owned(),
+            span: Some(0..3),
+        };
+        let err = interpolate(bad, &params).unwrap_err();
+        assert_eq!(err.message, "unknown param `m` in `cmd`");
+    }
+
+    #[test]
+    fn quoted_values_reach_the_program_as_one_word() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("victim")).unwrap();
+        for hostile in [
+            "a; rm -rf victim",
+            "$(touch INJECTED)",
+            "`touch INJECTED`",
+            "it's \"q\"",
+            "",
+            "*",
+        ] {
+            let c = command(
+                &format!("printf %s {} > out.txt", shell_quote(hostile)),
+                &["out.txt"],
+            );
+            c.run(&cx(dir.path()), &Inputs::default()).unwrap();
+            assert_eq!(
+                std::fs::read_to_string(dir.path().join("out.txt")).unwrap(),
+                hostile
+            );
+        }
+        assert!(dir.path().join("victim").is_dir());
+        assert!(!dir.path().join("INJECTED").exists());
+    }
+
+    #[test]
+    fn runs_and_returns_outputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = command("echo hi > out/a.txt", &["out/a.txt"]);
+        let outputs = c.run(&cx(dir.path()), &Inputs::default()).unwrap();
+        assert_eq!(outputs.paths[0].0, "out/a.txt");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("out/a.txt")).unwrap(),
+            "hi\n"
+        );
+    }
+
+    #[test]
+    fn failure_reports_status_and_stderr_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = command("echo oops >&2; exit 3", &[]);
+        let err = c
+            .run(&cx(dir.path()), &Inputs::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("exit status 3"), "{err}");
+        assert!(err.contains("| oops"), "{err}");
+        assert!(err.contains("s.log"), "{err}");
+    }
+
+    #[test]
+    fn missing_output_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = command("true", &["never.txt"]);
+        let err = c.run(&cx(dir.path()), &Inputs::default()).unwrap_err();
+        assert!(matches!(err, StageError::MissingOutput { .. }), "{err}");
+    }
+
+    #[test]
+    fn background_process_holding_pipes_does_not_hang_the_stage() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = command("(sleep 5 &) ; echo done", &[]);
+        let started = Instant::now();
+        c.run(&cx(dir.path()), &Inputs::default()).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn cancel_stops_the_whole_process_group_quickly() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = command("sleep 30 & sleep 30; wait", &[]);
+        let cx = cx(dir.path());
+        let cancel = cx.cancel.clone();
+        let started = Instant::now();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            cancel.cancel();
+        });
+        let err = c.run(&cx, &Inputs::default()).unwrap_err();
+        assert!(matches!(err, StageError::Cancelled));
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+}

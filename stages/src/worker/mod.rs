@@ -1,0 +1,228 @@
+//! The `tuneflow-torch` worker protocol, typed on both sides: the runner
+//! writes a [`WorkerJob`] (one variant per tensor kind) to a file, starts
+//! `tuneflow-torch exec --spec FILE`, and reads [`WorkerEvent`]s back, one
+//! JSON object per line on the worker's stdout. [`client`] is the runner's
+//! side; the worker (package `tuneflow-torch`) deserializes the same types.
+//! The artifact formats the jobs read and write are in [`crate::formats`].
+
+pub mod client;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::device::Device;
+use crate::train::config::TrainConfig;
+
+/// An artifact folder as the worker sees it: relative path -> file.
+pub type Files = BTreeMap<String, PathBuf>;
+
+/// One stage for the worker to run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum WorkerJob {
+    /// Train a backbone and head from scratch.
+    Pretrain(TrainJob),
+    /// Train from an upstream model, external weights, or scratch.
+    FineTune(TrainJob),
+    /// Embeddings of a model for every item of a dataset.
+    Extract(ExtractJob),
+}
+
+/// A training stage's job.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TrainJob {
+    /// The stage's name (seeds the data order).
+    pub stage: String,
+    /// The typed training config.
+    pub config: TrainConfig,
+    /// Training data (a dataset artifact).
+    pub train: Files,
+    /// Validation data, if any.
+    pub val: Option<Files>,
+    /// An augmentation policy (`policy.json`), if any.
+    pub policy: Option<PathBuf>,
+    /// The model to start from (`fine-tune`): a `model` artifact.
+    pub model: Option<Files>,
+    /// External weights to start from (`fine-tune init = ...`).
+    pub init: Option<PathBuf>,
+    /// Where to write the `model` artifact.
+    pub out: PathBuf,
+    /// Where checkpoints live across attempts.
+    pub checkpoints: PathBuf,
+    /// The seed of every random choice (initial weights, data order).
+    pub seed: i64,
+    /// Where to train.
+    pub device: Device,
+}
+
+/// How to extract.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ExtractConfig {
+    /// L2-normalise each embedding.
+    pub normalize: bool,
+    /// Images: average with the horizontally flipped image.
+    pub flip: bool,
+    /// Spectrograms: average over windows of this many frames (0: pool the
+    /// whole utterance at once).
+    pub segment: u32,
+    /// Items per batch (images).
+    pub batch: usize,
+}
+
+/// An `extract` stage's job.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ExtractJob {
+    /// The stage's name.
+    pub stage: String,
+    /// How to extract.
+    pub config: ExtractConfig,
+    /// The dataset to embed.
+    pub data: Files,
+    /// The `model` artifact.
+    pub model: Files,
+    /// Where to write the `embeddings` artifact.
+    pub out: PathBuf,
+    /// Where to run.
+    pub device: Device,
+}
+
+impl WorkerJob {
+    /// The stage kind this job runs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Pretrain(_) => "pretrain",
+            Self::FineTune(_) => "fine-tune",
+            Self::Extract(_) => "extract",
+        }
+    }
+}
+
+/// One training epoch's numbers.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EpochStats {
+    /// Epoch, from 1.
+    pub epoch: u64,
+    /// Mean training loss.
+    pub train_loss: f64,
+    /// Training accuracy (for triplet loss: anchors whose hardest positive
+    /// is nearer than their hardest negative).
+    pub train_acc: f64,
+    /// Validation loss, when there is validation data.
+    pub val_loss: Option<f64>,
+    /// Validation accuracy.
+    pub val_acc: Option<f64>,
+    /// Learning rate at the epoch's last step.
+    pub lr: f64,
+    /// Training samples per second (events only, not stored).
+    pub samples_per_s: f64,
+    /// Share of the epoch spent waiting for the data loader (events only).
+    pub data_wait_share: f64,
+}
+
+/// The validation numbers of the restored best epoch.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ValNumbers {
+    /// Validation loss.
+    pub val_loss: f64,
+    /// Validation accuracy.
+    pub val_acc: f64,
+}
+
+/// What a training job reports when it ends (the stage's summary).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainResult {
+    /// Epochs trained.
+    pub epochs: u64,
+    /// The last epoch's numbers.
+    #[serde(rename = "final")]
+    pub last: Option<EpochStats>,
+    /// The best epoch (early stopping).
+    pub best_epoch: Option<u64>,
+    /// The restored best epoch, evaluated again.
+    pub restored_val: Option<ValNumbers>,
+    /// Frozen tensors.
+    pub frozen: usize,
+    /// Trained tensors.
+    pub trainable: usize,
+    /// Where the weights started: `scratch`, `upstream` or `init`.
+    pub source: String,
+}
+
+/// What an extract job reports when it ends.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ExtractResult {
+    /// Rows.
+    pub items: usize,
+    /// Embedding size.
+    pub dim: usize,
+    /// Whether the data's trials travel with the embeddings.
+    pub trials: bool,
+}
+
+/// A line the worker prints.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum WorkerEvent {
+    /// A training epoch finished (and was checkpointed).
+    Epoch {
+        /// Its numbers.
+        #[serde(flatten)]
+        stats: EpochStats,
+        /// Epochs in the run.
+        epochs: u64,
+        /// The best epoch so far (early stopping).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        best_epoch: Option<u64>,
+    },
+    /// A training job resumed from a checkpoint.
+    Resumed {
+        /// The last finished epoch it found.
+        epoch: u64,
+        /// Epochs in the run.
+        epochs: u64,
+    },
+    /// A training job ended.
+    TrainResult(TrainResult),
+    /// An extract job ended.
+    ExtractResult(ExtractResult),
+}
+
+impl WorkerEvent {
+    /// The event as one JSON line (no newline).
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).expect("events serialize")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_and_epochs_stay_flat() {
+        let stats = EpochStats {
+            epoch: 2,
+            train_loss: 1.5,
+            train_acc: 0.25,
+            val_loss: None,
+            val_acc: Some(0.5),
+            lr: 0.1,
+            samples_per_s: 100.0,
+            data_wait_share: 0.01,
+        };
+        let e = WorkerEvent::Epoch {
+            stats,
+            epochs: 5,
+            best_epoch: None,
+        };
+        let line = e.to_line();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["event"], "epoch");
+        assert_eq!(v["epoch"], 2);
+        assert_eq!(v["epochs"], 5);
+        assert_eq!(serde_json::from_str::<WorkerEvent>(&line).unwrap(), e);
+    }
+}
