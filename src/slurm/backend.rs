@@ -14,7 +14,7 @@ use tuneflow_stages::worker::WorkerEvent;
 use tuneflow_stages::CancelFlag;
 
 use super::job::{write_atomic, JobOutcome, SlurmSpec};
-use super::queue::{self, JobScript, JobState, Verdict};
+use super::queue::{self, Cluster, JobScript, JobState, Verdict};
 use crate::pipeline::executor::SlurmConfig;
 use crate::run::backend::{JobControl, StageBackend, StageFailure, StageResult};
 use crate::run::engine::entry_objects;
@@ -31,6 +31,7 @@ pub struct Slurm {
     /// The last poll: when, and what it saw.
     polled: Mutex<(Option<Instant>, HashMap<String, JobState>)>,
     last_submit: Mutex<Option<Instant>>,
+    cluster: std::sync::Arc<dyn Cluster>,
 }
 
 /// One stage to run as a job.
@@ -93,6 +94,14 @@ impl std::fmt::Debug for Slurm {
 impl Slurm {
     /// A backend for `cfg`; jobs run this same `tuneflow` binary.
     pub fn new(cfg: SlurmConfig) -> Result<Self, String> {
+        Self::with_cluster(cfg, std::sync::Arc::new(queue::Commands))
+    }
+
+    /// A backend for `cfg` that talks to `cluster`.
+    pub fn with_cluster(
+        cfg: SlurmConfig,
+        cluster: std::sync::Arc<dyn Cluster>,
+    ) -> Result<Self, String> {
         let template = match &cfg.template {
             Some(p) => std::fs::read_to_string(p)
                 .map_err(|e| format!("failed to read the job template `{}`: {e}", p.display()))?,
@@ -107,6 +116,7 @@ impl Slurm {
             slots: Condvar::new(),
             polled: Mutex::default(),
             last_submit: Mutex::default(),
+            cluster,
         })
     }
 
@@ -144,7 +154,7 @@ impl Slurm {
                 (Verdict::Retry, why) if retries > 0 => {
                     retries -= 1;
                     // Never two copies: the old job goes before a new one.
-                    queue::scancel(std::slice::from_ref(&id));
+                    self.cluster.scancel(std::slice::from_ref(&id));
                     self.release(&id);
                     tracing::warn!(
                         "job {id} of `{}` was lost ({why}); submitting again",
@@ -168,7 +178,11 @@ impl Slurm {
             .ok()?
             .trim()
             .to_owned();
-        let state = queue::squeue(std::slice::from_ref(&id)).ok()?.remove(&id)?;
+        let state = self
+            .cluster
+            .squeue(std::slice::from_ref(&id))
+            .ok()?
+            .remove(&id)?;
         match queue::verdict(&state.state) {
             Verdict::Waiting | Verdict::Completed => {
                 tracing::info!("re-attaching to job {id} ({})", state.state);
@@ -210,7 +224,7 @@ impl Slurm {
         )?;
         let script_path = dir.join("job.sh");
         write_atomic(&script_path, script.as_bytes()).map_err(|e| e.to_string())?;
-        let id = queue::sbatch(&script_path)?;
+        let id = self.cluster.sbatch(&script_path)?;
         write_atomic(&dir.join("job"), id.as_bytes()).map_err(|e| e.to_string())?;
         self.in_flight.lock().expect("lock").insert(id.clone());
         tracing::info!("stage `{}` is Slurm job {id}", req.spec.job.stage);
@@ -236,7 +250,7 @@ impl Slurm {
         let mut lost_once = false;
         loop {
             if cancel.is_cancelled() {
-                queue::scancel(&[id.to_owned()]);
+                self.cluster.scancel(&[id.to_owned()]);
                 self.release(id);
                 return Err(StageFailure::Interrupted);
             }
@@ -275,7 +289,7 @@ impl Slurm {
                 .iter()
                 .cloned()
                 .collect();
-            if let Ok(states) = queue::squeue(&ids) {
+            if let Ok(states) = self.cluster.squeue(&ids) {
                 *polled = (Some(Instant::now()), states);
             }
         }
@@ -331,7 +345,9 @@ impl Slurm {
     }
 
     fn failure(&self, req: &JobRequest<'_>, id: &str, why: &str) -> String {
-        let exit = queue::scontrol(id)
+        let exit = self
+            .cluster
+            .scontrol(id)
             .and_then(|m| m.get("ExitCode").cloned())
             .unwrap_or_else(|| "?".into());
         // The stage's own error, when the job got far enough to write it.
@@ -362,7 +378,7 @@ impl Slurm {
             .iter()
             .cloned()
             .collect();
-        queue::scancel(&ids);
+        self.cluster.scancel(&ids);
     }
 }
 

@@ -5,4 +5,7 @@ pub mod backend;
 pub mod job;
 pub mod queue;
 
+#[cfg(test)]
+mod fake;
+
 pub use backend::{JobRequest, Slurm};

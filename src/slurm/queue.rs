@@ -163,6 +163,39 @@ pub fn parse_scontrol(line: &str) -> HashMap<String, String> {
         .collect()
 }
 
+/// What the backend asks of a cluster: the four Slurm commands it uses.
+/// [`Commands`] runs the real ones; tests use a fake that runs jobs in
+/// the test process.
+pub trait Cluster: Send + Sync {
+    /// Submits `script`; returns the job id.
+    fn sbatch(&self, script: &std::path::Path) -> Result<String, String>;
+    /// The states of `ids` (jobs Slurm has forgotten are absent).
+    fn squeue(&self, ids: &[String]) -> Result<HashMap<String, JobState>, String>;
+    /// A job's fields, `None` when Slurm forgot it.
+    fn scontrol(&self, id: &str) -> Option<HashMap<String, String>>;
+    /// Cancels jobs (best effort).
+    fn scancel(&self, ids: &[String]);
+}
+
+/// The real cluster: `sbatch`, `squeue`, `scontrol` and `scancel` on PATH.
+#[derive(Debug, Default)]
+pub struct Commands;
+
+impl Cluster for Commands {
+    fn sbatch(&self, script: &std::path::Path) -> Result<String, String> {
+        sbatch(script)
+    }
+    fn squeue(&self, ids: &[String]) -> Result<HashMap<String, JobState>, String> {
+        squeue(ids)
+    }
+    fn scontrol(&self, id: &str) -> Option<HashMap<String, String>> {
+        scontrol(id)
+    }
+    fn scancel(&self, ids: &[String]) {
+        scancel(ids)
+    }
+}
+
 /// Submits `script`; returns the job id.
 pub fn sbatch(script: &std::path::Path) -> Result<String, String> {
     let out = Command::new("sbatch")
