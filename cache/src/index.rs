@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! results/ab/<key>.json      Manifest, written (fsynced) after its blobs
-//! records/<pipeline>/<stage>.json   what went into the stage's last key
+//! records/<pipeline>.json   what went into each stage's last key
 //! runs/<run-id>/run.json     one record per run (logs sit beside it)
 //! stats/ab/<hash of path>    stat records of a hashed file or folder
 //! verified/ab/<digest>       the stat an object had when last verified
@@ -206,35 +206,31 @@ impl Index {
         Ok(out)
     }
 
-    fn stage_record_path(&self, pipeline: &str, stage: &str) -> PathBuf {
+    fn stage_records_path(&self, pipeline: &str) -> PathBuf {
         let id = blake3::hash(pipeline.as_bytes()).to_hex();
         self.root
             .join("records")
-            .join(&id[..16])
-            .join(format!("{stage}.json"))
+            .join(format!("{}.json", &id[..16]))
     }
 
-    /// What went into `stage`'s key last time, in pipeline `pipeline`.
-    pub fn stage_record(
+    /// What went into each stage's key last time, in pipeline `pipeline`
+    /// (by stage name).
+    pub fn stage_records(
         &self,
         pipeline: &str,
-        stage: &str,
-    ) -> Result<Option<StageRecord>, CacheError> {
-        read_json(&self.stage_record_path(pipeline, stage), || {
-            format!("stage record `{stage}`")
-        })
+    ) -> Result<BTreeMap<String, StageRecord>, CacheError> {
+        let path = self.stage_records_path(pipeline);
+        Ok(read_json(&path, || format!("stage records of `{pipeline}`"))?.unwrap_or_default())
     }
 
-    /// Remembers what went into `stage`'s key.
-    pub fn put_stage_record(
+    /// Remembers what went into every stage's key (one file a pipeline).
+    pub fn put_stage_records(
         &self,
         pipeline: &str,
-        stage: &str,
-        record: &StageRecord,
+        records: &BTreeMap<String, StageRecord>,
     ) -> Result<(), CacheError> {
-        let path = self.stage_record_path(pipeline, stage);
-        let bytes = serde_json::to_vec(record).expect("records serialize");
-        write_atomic(&path, &bytes, false)
+        let bytes = serde_json::to_vec(records).expect("records serialize");
+        write_atomic(&self.stage_records_path(pipeline), &bytes, false)
     }
 
     /// The folder of run `id` (its record and its stage logs).
@@ -245,7 +241,7 @@ impl Index {
     /// Records a run in its folder.
     pub fn put_run(&self, id: &str, run: &RunRecord) -> Result<(), CacheError> {
         let bytes = serde_json::to_vec(run).expect("run records serialize");
-        write_atomic(&self.run_dir(id).join("run.json"), &bytes, true)
+        write_atomic(&self.run_dir(id).join("run.json"), &bytes, false)
     }
 
     /// Every recorded run, oldest first, with its id.

@@ -53,25 +53,44 @@ impl StatEntry {
     }
 }
 
-/// Hashes paths, remembering stats in the index.
+/// Hashes paths, remembering stats in the index. Records read once are
+/// kept in memory (a pipeline whose stages share a dependency reads its
+/// record once); every use still compares them with a fresh stat.
 pub struct StatCache<'a> {
     index: &'a Index,
+    records: std::sync::Mutex<std::collections::HashMap<Vec<u8>, std::sync::Arc<Record>>>,
 }
 
 impl<'a> StatCache<'a> {
-    /// A stat cache over `index`'s `stats` tree.
+    /// A stat cache over `index`'s `stats` records.
     pub fn new(index: &'a Index) -> Self {
-        Self { index }
+        Self {
+            index,
+            records: std::sync::Mutex::default(),
+        }
+    }
+
+    fn record(&self, key: &[u8]) -> Result<std::sync::Arc<Record>, CacheError> {
+        if let Some(r) = self.records.lock().expect("stat records lock").get(key) {
+            return Ok(r.clone());
+        }
+        let r = std::sync::Arc::new(
+            self.index
+                .stat_record(key)?
+                .and_then(|b| decode(&b))
+                .unwrap_or_default(),
+        );
+        self.records
+            .lock()
+            .expect("stat records lock")
+            .insert(key.to_vec(), r.clone());
+        Ok(r)
     }
 
     /// Hashes `path` (a file or a folder), reusing unchanged records.
     pub fn hash(&self, path: &Path) -> Result<HashedPath, CacheError> {
         let key = path.as_os_str().as_encoded_bytes();
-        let old = self
-            .index
-            .stat_record(key)?
-            .and_then(|b| decode(&b))
-            .unwrap_or_default();
+        let old = self.record(key)?;
         let meta = std::fs::metadata(path).ctx("read", path)?;
         let now = now_nanos();
         let (hashed, entries) = if meta.is_dir() {
@@ -81,6 +100,10 @@ impl<'a> StatCache<'a> {
         };
         if hashed.files_read > 0 || old.1.len() != entries.len() {
             self.index.put_stat_record(key, &encode(now, &entries))?;
+            self.records
+                .lock()
+                .expect("stat records lock")
+                .insert(key.to_vec(), std::sync::Arc::new((now, entries)));
         }
         Ok(hashed)
     }

@@ -102,6 +102,12 @@ pub struct Engine {
     outcomes: Mutex<Vec<Outcome>>,
     /// Decisions made in the first pass, used when the stage runs.
     decided: Mutex<Vec<Option<Decision>>>,
+    /// What went into each stage's key (saved with [`Engine::save_records`]),
+    /// and whether it changed since it was read.
+    records: Mutex<(
+        std::collections::BTreeMap<String, tuneflow_cache::StageRecord>,
+        bool,
+    )>,
     reporter: Reporter,
     /// Set on Ctrl-C; stages poll it.
     pub cancel: CancelFlag,
@@ -131,7 +137,12 @@ impl Engine {
             .iter()
             .map(|s| options.force.contains(&s.name))
             .collect();
+        let records = cache
+            .index
+            .stage_records(&plan.file.to_string_lossy())
+            .unwrap_or_default();
         Self {
+            records: Mutex::new((records, false)),
             outcomes: Mutex::new(vec![Outcome::Pending; n]),
             decided: Mutex::new(vec![None; n]),
             jobs: tokio::sync::Semaphore::new(options.jobs.max(1)),
@@ -249,13 +260,24 @@ impl Engine {
     }
 
     fn save_record(&self, stage: &str, record: &tuneflow_cache::StageRecord) {
+        let mut records = self.records.lock().expect("records lock");
+        if records.0.get(stage) != Some(record) {
+            records.0.insert(stage.to_owned(), record.clone());
+            records.1 = true;
+        }
+    }
+
+    /// Writes the key records if any changed (after each committed stage,
+    /// and at the end of the run): `status` explains with them.
+    pub fn save_records(&self) {
+        let mut records = self.records.lock().expect("records lock");
+        if !records.1 {
+            return;
+        }
         let pipeline = self.plan.file.to_string_lossy();
-        let index = &self.cache.index;
-        let previous = index.stage_record(&pipeline, stage).ok().flatten();
-        if previous.as_ref() != Some(record) {
-            if let Err(e) = index.put_stage_record(&pipeline, stage, record) {
-                tracing::warn!("failed to record the key of `{stage}`: {e}");
-            }
+        match self.cache.index.put_stage_records(&pipeline, &records.0) {
+            Ok(()) => records.1 = false,
+            Err(e) => tracing::warn!("failed to record the stages' keys: {e}"),
         }
     }
 
@@ -420,6 +442,7 @@ impl Engine {
         self.cache.index.put_result(&key, &manifest)?;
         self.remember_verified(&manifest);
         self.save_record(&ps.name, &job.record);
+        self.save_records();
         let _ = std::fs::remove_dir_all(&job.context.checkpoints);
         self.reporter.send(RunEvent::StageFinished {
             stage: ps.name.clone(),

@@ -64,6 +64,8 @@ pub struct Lookup<'a> {
     index: &'a Index,
     store: &'a ObjectStore,
     stats: StatCache<'a>,
+    /// What went into each stage's key last time, read once when needed.
+    records: std::sync::OnceLock<std::collections::BTreeMap<String, StageRecord>>,
 }
 
 impl<'a> Lookup<'a> {
@@ -74,6 +76,7 @@ impl<'a> Lookup<'a> {
             index,
             store,
             stats: StatCache::new(index),
+            records: std::sync::OnceLock::new(),
         }
     }
 
@@ -98,13 +101,12 @@ impl<'a> Lookup<'a> {
             });
         }
         let Some(manifest) = self.index.result(&record.key)? else {
-            let pipeline = self.plan.file.to_string_lossy();
-            let previous = self
-                .index
-                .stage_record(&pipeline, &self.plan.stages[i].name)
-                .ok()
-                .flatten();
-            let reason = keys::explain(previous.as_ref(), &record);
+            let records = self.records.get_or_init(|| {
+                let pipeline = self.plan.file.to_string_lossy();
+                self.index.stage_records(&pipeline).unwrap_or_default()
+            });
+            let previous = records.get(&self.plan.stages[i].name);
+            let reason = keys::explain(previous, &record);
             return Ok(Decision::Miss { record, reason });
         };
         let ps = &self.plan.stages[i];

@@ -63,6 +63,7 @@ pub fn run(engine: &Arc<Engine>, reporter: &Reporter, id: &str) -> RunEnd {
             break;
         }
     }
+    engine.save_records();
     let outcomes = engine.outcomes();
     let end = if interrupted {
         RunEnd::Interrupted
