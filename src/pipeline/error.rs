@@ -48,10 +48,15 @@ impl PipelineError {
             miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
                 .with_width(width);
         let mut out = String::new();
-        for d in diagnostics {
+        let name = path.display().to_string();
+        for d in diagnostics.iter().take(MAX_SHOWN) {
+            if let Some(plain) = plain_if_long(&name, text, d) {
+                out.push_str(&plain);
+                continue;
+            }
             let report = Rendered {
                 d: d.clone(),
-                src: miette::NamedSource::new(path.display().to_string(), text.to_string()),
+                src: miette::NamedSource::new(name.clone(), text.clone()),
             };
             let _ = handler.render_report(&mut out, &report);
             if d.span.is_none() {
@@ -61,15 +66,45 @@ impl PipelineError {
                 ));
             }
         }
+        if diagnostics.len() > MAX_SHOWN {
+            out.push_str(&format!(
+                "  ... and {} more problems like these\n",
+                diagnostics.len() - MAX_SHOWN
+            ));
+        }
         out.push_str(&format!("error: {self}\n"));
         out
     }
 }
 
+/// Problems shown in full; a file with thousands gets the first ones.
+const MAX_SHOWN: usize = 50;
+/// Longer source lines are not drawn with a caret: `file:line:col` only.
+const MAX_SNIPPET_LINE: usize = 2000;
+
+/// A one-line rendering with `file:line:col`, for a problem on a line too
+/// long to draw.
+fn plain_if_long(name: &str, text: &str, d: &Diagnostic) -> Option<String> {
+    let span = d.span.as_ref()?;
+    let start = span.start.min(text.len());
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    if line_end - line_start <= MAX_SNIPPET_LINE {
+        return None;
+    }
+    let line = text[..start].matches('\n').count() + 1;
+    let col = text[line_start..start].chars().count() + 1;
+    let help = d.help.as_ref().map(|h| format!("  help: {h}\n")).unwrap_or_default();
+    Some(format!(
+        "  × {}\n    at {name}:{line}:{col} ({})\n{help}",
+        d.message, d.label
+    ))
+}
+
 #[derive(Debug)]
 struct Rendered {
     d: Diagnostic,
-    src: miette::NamedSource<String>,
+    src: miette::NamedSource<Arc<str>>,
 }
 
 impl std::fmt::Display for Rendered {

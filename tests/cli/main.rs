@@ -7,6 +7,7 @@ mod data;
 #[cfg(feature = "torch")]
 mod demo;
 mod failures;
+mod fuzz_pipeline;
 mod harness;
 mod invalid;
 mod layers;
