@@ -5,6 +5,7 @@
 pub mod augment_ops;
 pub mod dataset;
 pub mod decode;
+pub mod error;
 pub mod fbank;
 pub mod loader;
 pub mod pickle_bin;
