@@ -7,6 +7,7 @@ pub mod dataset;
 pub mod decode;
 pub mod error;
 pub mod fbank;
+pub mod insightface;
 pub mod loader;
 pub mod pickle_bin;
 pub mod recordio;

@@ -8,6 +8,7 @@ use rayon::prelude::*;
 
 use crate::data::dataset::{DatasetInfo, DatasetWriter};
 use crate::data::decode::{self, ImageSpec};
+use crate::data::error::Skipped;
 use crate::data::fbank::{Fbank, FbankOptions, Window};
 use crate::data::recordio::{unpack, RecordReader};
 use crate::data::sources::{self, Locator, SourceItem, FORMATS};
@@ -18,8 +19,6 @@ use crate::stage::{Inputs, Stage, StageContext, StageDecl, StageError, StageOutp
 
 /// Items decoded at once; bounds memory on any dataset size.
 const CHUNK: usize = 512;
-/// Skipped files named in the result.
-const SKIP_EXAMPLES: usize = 5;
 
 /// A configured `ingest` stage.
 #[derive(Debug, Clone, PartialEq)]
@@ -198,7 +197,9 @@ impl Stage for Ingest {
 
     fn run(&self, cx: &StageContext, _inputs: &Inputs) -> Result<StageOutputs, StageError> {
         let root = cx.workdir.join(&self.path);
-        let items = self.select(sources::list(&self.format, &root).map_err(StageError::Other)?);
+        let listing =
+            sources::list_with(&self.format, &root, self.skip_errors).map_err(StageError::Other)?;
+        let items = self.select(listing.items);
         let classes: Vec<String> = {
             let mut c: Vec<String> = items.iter().map(|i| i.class.clone()).collect();
             c.dedup();
@@ -212,8 +213,15 @@ impl Stage for Ingest {
         let dir = cx.scratch.join("dataset");
         let mut writers = Writers::create(&cx.scratch, self.keep_waveform)?;
         let decoder = Decoder::new(self, &root)?;
-        let (kept, mut skipped, mut skipped_count) =
-            self.decode_all(cx, &root, &items, &decoder, &class_index, &mut writers)?;
+        let (kept, mut skipped, mut skipped_count) = self.decode_all(
+            cx,
+            &root,
+            listing.skipped,
+            &items,
+            &decoder,
+            &class_index,
+            &mut writers,
+        )?;
         let writer = writers.dataset;
         let trial_count =
             self.write_trials(&root, &kept, &dir, &mut skipped, &mut skipped_count)?;
@@ -295,18 +303,21 @@ fn info_for_waveform(dataset: &Path) -> Result<DatasetInfo, StageError> {
 
 impl Ingest {
     /// Decodes every item on all cores, in bounded chunks, streaming them
-    /// into the writers; returns the kept items and what was skipped.
+    /// into the writers; returns the kept items and what was skipped (on
+    /// top of what listing skipped).
+    #[expect(clippy::too_many_arguments, reason = "the stage's state for one run")]
     fn decode_all<'a>(
         &self,
         cx: &StageContext,
         root: &Path,
+        listed: Skipped,
         items: &'a [SourceItem],
         decoder: &Decoder,
         class_index: &BTreeMap<&str, u32>,
         writers: &mut Writers,
     ) -> Result<(Vec<&'a SourceItem>, Vec<String>, u64), StageError> {
         let mut kept = Vec::with_capacity(items.len());
-        let (mut skipped, mut count) = (Vec::new(), 0u64);
+        let mut skips = listed;
         let write_err = |e| StageError::io("write", cx.scratch.join("dataset"), e);
         for chunk in items.chunks(CHUNK) {
             if cx.cancel.is_cancelled() {
@@ -329,10 +340,7 @@ impl Ingest {
                         kept.push(item);
                     }
                     Err(why) if self.skip_errors => {
-                        count += 1;
-                        if skipped.len() < SKIP_EXAMPLES {
-                            skipped.push(format!("{}: {why}", item.id));
-                        }
+                        skips.add(1, &format_args!("{}: {why}", item.id));
                     }
                     Err(why) => {
                         return Err(StageError::Other(format!(
@@ -343,7 +351,7 @@ impl Ingest {
                 }
             }
         }
-        Ok((kept, skipped, count))
+        Ok((kept, skips.examples, skips.count))
     }
 
     /// Applies `min-per-class`, `classes` and `max-per-class`, in that order.
@@ -407,7 +415,7 @@ impl Ingest {
                         return Err(StageError::Other(why));
                     }
                     *count += 1;
-                    if skipped.len() < SKIP_EXAMPLES {
+                    if skipped.len() < crate::data::error::SKIP_EXAMPLES {
                         skipped.push(why);
                     }
                 }
@@ -536,13 +544,13 @@ impl Decoder {
                     None => decode::image_bytes(&bytes, self.image).map(Decoded::image),
                 }
             }
-            Locator::Record(offset) => {
+            Locator::Record { key, offset } => {
                 let reader = self
                     .rec
                     .as_ref()
                     .expect("record locators come from insightface-rec");
-                let payload = reader.read_at(*offset).map_err(|e| e.to_string())?;
-                let (_, jpeg) = unpack(&payload)?;
+                let payload = reader.read_at(*key, *offset).map_err(|e| e.to_string())?;
+                let (_, jpeg) = unpack(&payload).map_err(|e| e.to_string())?;
                 decode::image_bytes(jpeg, self.image).map(Decoded::image)
             }
             Locator::BinImage(i) => {

@@ -411,3 +411,48 @@ fn keep_waveform_stores_the_raw_samples() {
     );
     assert_eq!(wave.read(0).unwrap(), wav_bytes[44..].to_vec());
 }
+
+fn run_err(toml: &str, dir: &Path) -> String {
+    run(&stage(toml), dir).err().unwrap().to_string()
+}
+
+/// Writes a 6-image InsightFace package to `dir/rec`; returns the record
+/// offsets from its index.
+fn rec_package(dir: &Path) -> Vec<usize> {
+    std::fs::create_dir_all(dir.join("rec")).unwrap();
+    let images: Vec<(u32, Vec<u8>)> = (0..6).map(|i| (i % 2, jpeg(i as u8 * 30))).collect();
+    write_insightface(&dir.join("rec"), &images, (16, 16), false).unwrap();
+    std::fs::read_to_string(dir.join("rec/train.idx"))
+        .unwrap()
+        .lines()
+        .map(|l| l.split('\t').nth(1).unwrap().parse().unwrap())
+        .collect()
+}
+
+/// Issue #11 (8): `on-error = "skip"` did not skip a RecordIO record with
+/// a bad magic or a bad length; it now leaves them out and counts them.
+#[test]
+fn skip_leaves_out_recordio_records_with_bad_magic_or_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = rec_package(dir.path());
+    let rec = dir.path().join("rec/train.rec");
+    let mut bytes = std::fs::read(&rec).unwrap();
+    bytes[at[2]] = 0;
+    bytes[at[5] + 6] = 0x30;
+    std::fs::write(&rec, bytes).unwrap();
+    let toml = "format = \"insightface-rec\"\npath = \"rec\"\nsize = 8\n";
+    let err = run_err(toml, dir.path());
+    assert!(
+        err.contains(&format!("train.rec` record 2 at byte {}: bad magic", at[2])),
+        "{err}"
+    );
+    let (out, all) = run(&stage(&format!("{toml}on-error = \"skip\"\n")), dir.path()).unwrap();
+    assert_eq!((all.len(), all.info.skipped), (4, 2));
+    let examples = out.summary["skipped-examples"].to_string();
+    assert!(
+        examples.contains("record 2")
+            && examples.contains("record 5")
+            && examples.contains("length"),
+        "{examples}"
+    );
+}

