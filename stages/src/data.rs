@@ -3,6 +3,7 @@
 //! be tested by round trips without a pipeline.
 
 pub mod augment_ops;
+pub mod budget;
 pub mod dataset;
 pub mod decode;
 pub mod error;
@@ -12,4 +13,5 @@ pub mod loader;
 pub mod pickle_bin;
 pub mod recordio;
 pub mod sources;
+pub mod tiff_check;
 pub mod wav;

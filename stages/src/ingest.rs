@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use crate::data::dataset::{DatasetInfo, DatasetWriter};
-use crate::data::decode::{self, ImageSpec};
+use crate::data::decode::{
+    self, ImageLoader, ImageSpec, DEFAULT_DECODE_MEMORY, DEFAULT_MAX_PIXELS,
+};
 use crate::data::error::Skipped;
 use crate::data::fbank::{Fbank, FbankOptions, Window};
 use crate::data::recordio::{unpack, RecordReader};
@@ -26,6 +28,7 @@ pub struct Ingest {
     format: String,
     path: String,
     image: ImageSpec,
+    max_pixels: u64,
     fbank: Option<(FbankOptions, bool)>,
     sample_rate: u32,
     val: f64,
@@ -93,6 +96,15 @@ fn configure(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<(Ingest, Span
             help: None,
         });
     }
+    let max_pixels = r.uint("max-pixels").map_or(DEFAULT_MAX_PIXELS, |m| m.value);
+    if max_pixels == 0 {
+        r.error(crate::params::ParamError {
+            message: "`max-pixels` must be at least 1".into(),
+            span: r.raw("max-pixels").and_then(|v| v.span.clone()),
+            label: "expected 1 or more".into(),
+            help: None,
+        });
+    }
     let features = r.nested("features", read_features).flatten();
     let cmn = r.bool("cmn").is_none_or(|c| c.value);
     let sample_rate = r.uint("sample-rate").map_or(16000, |s| s.value as u32);
@@ -126,6 +138,7 @@ fn configure(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<(Ingest, Span
         format: format.value,
         path: crate::paths::normalize_dep(&path.value).unwrap_or(path.value.clone()),
         image: ImageSpec { size, channels },
+        max_pixels,
         fbank,
         sample_rate,
         val: val.unwrap_or(0.0),
@@ -173,6 +186,7 @@ impl Stage for Ingest {
         let mut p = BTreeMap::new();
         p.insert("format".into(), self.format.clone());
         p.insert("image".into(), format!("{:?}", self.image));
+        p.insert("max-pixels".into(), self.max_pixels.to_string());
         p.insert("features".into(), format!("{:?}", self.fbank));
         p.insert("sample-rate".into(), self.sample_rate.to_string());
         p.insert(
@@ -491,7 +505,8 @@ impl Decoded {
 
 /// Decodes items of one format; shared read-only by the decoding threads.
 struct Decoder {
-    image: ImageSpec,
+    /// Images, under `max-pixels` and a memory budget for all threads.
+    images: ImageLoader,
     fbank: Option<(Fbank, bool)>,
     rate: u32,
     /// One `.rec` reader shared by the decoding threads (positioned reads).
@@ -505,7 +520,7 @@ struct Decoder {
 impl Decoder {
     fn new(stage: &Ingest, root: &Path) -> Result<Self, StageError> {
         Ok(Self {
-            image: stage.image,
+            images: ImageLoader::new(stage.image, stage.max_pixels, DEFAULT_DECODE_MEMORY),
             fbank: stage.fbank.clone().map(|(o, cmn)| (Fbank::new(o), cmn)),
             rate: stage.sample_rate,
             rec: if stage.format == "insightface-rec" {
@@ -529,21 +544,24 @@ impl Decoder {
 
     fn decode(&self, item: &SourceItem) -> Result<Decoded, String> {
         match &item.locator {
-            Locator::File(path) => {
-                let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-                match &self.fbank {
-                    Some((fb, cmn)) => {
-                        let (bytes, frames, wave) =
-                            decode::audio(&bytes, self.rate, fb, *cmn, self.keep_wave)?;
-                        Ok(Decoded {
-                            bytes,
-                            frames,
-                            wave,
-                        })
-                    }
-                    None => decode::image_bytes(&bytes, self.image).map(Decoded::image),
+            Locator::File(path) => match &self.fbank {
+                Some((fb, cmn)) => {
+                    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+                    let (bytes, frames, wave) =
+                        decode::audio(&bytes, self.rate, fb, *cmn, self.keep_wave)
+                            .map_err(|e| e.to_string())?;
+                    Ok(Decoded {
+                        bytes,
+                        frames,
+                        wave,
+                    })
                 }
-            }
+                None => self
+                    .images
+                    .load_file(path)
+                    .map(Decoded::image)
+                    .map_err(|e| e.to_string()),
+            },
             Locator::Record { key, offset } => {
                 let reader = self
                     .rec
@@ -551,17 +569,23 @@ impl Decoder {
                     .expect("record locators come from insightface-rec");
                 let payload = reader.read_at(*key, *offset).map_err(|e| e.to_string())?;
                 let (_, jpeg) = unpack(&payload).map_err(|e| e.to_string())?;
-                decode::image_bytes(jpeg, self.image).map(Decoded::image)
+                self.images
+                    .load(jpeg)
+                    .map(Decoded::image)
+                    .map_err(|e| e.to_string())
             }
             Locator::BinImage(i) => {
                 let file = self.bin.as_ref().expect("bin locators come from bin-pairs");
-                decode::image_bytes(&file.images[*i], self.image).map(Decoded::image)
+                self.images
+                    .load(&file.images[*i])
+                    .map(Decoded::image)
+                    .map_err(|e| e.to_string())
             }
             Locator::Mnist { digit, index } => {
                 let values = self.mnist_file(*digit)?;
                 Ok(Decoded::image(decode::mnist_bytes(
                     &values[index * 784..(index + 1) * 784],
-                    self.image,
+                    self.images.spec(),
                 )))
             }
         }

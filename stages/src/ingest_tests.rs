@@ -456,3 +456,23 @@ fn skip_leaves_out_recordio_records_with_bad_magic_or_length() {
         "{examples}"
     );
 }
+
+/// Issue #11 (6): `max-pixels` refuses an image from its header, naming
+/// it; it is a param of the key; skipped images are counted.
+#[test]
+fn max_pixels_refuses_large_images_and_enters_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("img/a/big.png"), &png(20, 1));
+    write(&dir.path().join("img/a/small.png"), &png(4, 1));
+    let toml = "format = \"image-folder\"\npath = \"img\"\nsize = 4\nmax-pixels = 100\n";
+    let err = run_err(toml, dir.path());
+    assert!(
+        err.contains("img/a/big.png`: image is 20 x 22 = 440 pixels, more than `max-pixels` (100)"),
+        "{err}"
+    );
+    let (_, all) = run(&stage(&format!("{toml}on-error = \"skip\"\n")), dir.path()).unwrap();
+    assert_eq!((all.len(), all.info.skipped), (1, 1));
+    let default = stage("format = \"image-folder\"\npath = \"img\"\nsize = 4\n");
+    assert_eq!(default.params()["max-pixels"], "50000000");
+    assert_eq!(stage(toml).params()["max-pixels"], "100");
+}

@@ -76,7 +76,8 @@ pub struct Trial {
     pub origin: String,
 }
 
-const IMAGE_EXTENSIONS: &[&str] = &[
+/// Extensions `image-folder` lists (case-insensitive); each decodes.
+pub const IMAGE_EXTENSIONS: &[&str] = &[
     "jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff", "webp",
 ];
 
