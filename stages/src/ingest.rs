@@ -10,7 +10,7 @@ use crate::data::dataset::{DatasetInfo, DatasetWriter};
 use crate::data::decode::{
     self, ImageLoader, ImageSpec, DEFAULT_DECODE_MEMORY, DEFAULT_MAX_PIXELS,
 };
-use crate::data::error::Skipped;
+use crate::data::error::{DataError, Skipped};
 use crate::data::fbank::{Fbank, FbankOptions, Window};
 use crate::data::recordio::{unpack, RecordReader};
 use crate::data::sources::{self, Locator, SourceItem, FORMATS};
@@ -179,7 +179,9 @@ impl Stage for Ingest {
     }
 
     fn version(&self) -> u32 {
-        1
+        // 2: the readers of issue #11 (symlinks, empty inputs, RecordIO
+        // checks and skips) give other results for the same inputs.
+        2
     }
 
     fn params(&self) -> BTreeMap<String, String> {
@@ -211,8 +213,7 @@ impl Stage for Ingest {
 
     fn run(&self, cx: &StageContext, _inputs: &Inputs) -> Result<StageOutputs, StageError> {
         let root = cx.workdir.join(&self.path);
-        let listing =
-            sources::list_with(&self.format, &root, self.skip_errors).map_err(StageError::Other)?;
+        let listing = sources::list_with(&self.format, &root, self.skip_errors)?;
         let items = self.select(listing.items);
         let classes: Vec<String> = {
             let mut c: Vec<String> = items.iter().map(|i| i.class.clone()).collect();
@@ -229,7 +230,6 @@ impl Stage for Ingest {
         let decoder = Decoder::new(self, &root)?;
         let (kept, mut skipped, mut skipped_count) = self.decode_all(
             cx,
-            &root,
             listing.skipped,
             &items,
             &decoder,
@@ -319,11 +319,9 @@ impl Ingest {
     /// Decodes every item on all cores, in bounded chunks, streaming them
     /// into the writers; returns the kept items and what was skipped (on
     /// top of what listing skipped).
-    #[expect(clippy::too_many_arguments, reason = "the stage's state for one run")]
     fn decode_all<'a>(
         &self,
         cx: &StageContext,
-        root: &Path,
         listed: Skipped,
         items: &'a [SourceItem],
         decoder: &Decoder,
@@ -337,7 +335,7 @@ impl Ingest {
             if cx.cancel.is_cancelled() {
                 return Err(StageError::Cancelled);
             }
-            let decoded: Vec<Result<Decoded, String>> =
+            let decoded: Vec<Result<Decoded, DataError>> =
                 chunk.par_iter().map(|item| decoder.decode(item)).collect();
             for (item, result) in chunk.iter().zip(decoded) {
                 match result {
@@ -356,12 +354,7 @@ impl Ingest {
                     Err(why) if self.skip_errors => {
                         skips.add(1, &format_args!("{}: {why}", item.id));
                     }
-                    Err(why) => {
-                        return Err(StageError::Other(format!(
-                            "`{}`: {why}",
-                            root.join(&item.id).display()
-                        )))
-                    }
+                    Err(why) => return Err(why.into()),
                 }
             }
         }
@@ -397,8 +390,7 @@ impl Ingest {
         count: &mut u64,
     ) -> Result<u64, StageError> {
         let list = self.trials.as_ref().map(|t| root.join(t));
-        let trials =
-            sources::trials(&self.format, root, list.as_deref()).map_err(StageError::Other)?;
+        let trials = sources::trials(&self.format, root, list.as_deref())?;
         if trials.is_empty() {
             return Ok(0);
         }
@@ -524,16 +516,13 @@ impl Decoder {
             fbank: stage.fbank.clone().map(|(o, cmn)| (Fbank::new(o), cmn)),
             rate: stage.sample_rate,
             rec: if stage.format == "insightface-rec" {
-                Some(
-                    RecordReader::open_data(&root.join("train.rec"))
-                        .map_err(|e| StageError::Other(e.to_string()))?,
-                )
+                Some(RecordReader::open_data(&root.join("train.rec"))?)
             } else {
                 None
             },
             mnist: Default::default(),
             bin: if stage.format == "bin-pairs" {
-                Some(sources::load_bin(root).map_err(StageError::Other)?)
+                Some(sources::load_bin(root)?)
             } else {
                 None
             },
@@ -542,44 +531,43 @@ impl Decoder {
         })
     }
 
-    fn decode(&self, item: &SourceItem) -> Result<Decoded, String> {
+    fn decode(&self, item: &SourceItem) -> Result<Decoded, DataError> {
         match &item.locator {
             Locator::File(path) => match &self.fbank {
                 Some((fb, cmn)) => {
-                    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+                    let bytes = crate::data::error::read_file(path)?;
                     let (bytes, frames, wave) =
                         decode::audio(&bytes, self.rate, fb, *cmn, self.keep_wave)
-                            .map_err(|e| e.to_string())?;
+                            .map_err(|e| e.in_file(path))?;
                     Ok(Decoded {
                         bytes,
                         frames,
                         wave,
                     })
                 }
-                None => self
-                    .images
-                    .load_file(path)
-                    .map(Decoded::image)
-                    .map_err(|e| e.to_string()),
+                None => self.images.load_file(path).map(Decoded::image),
             },
             Locator::Record { key, offset } => {
                 let reader = self
                     .rec
                     .as_ref()
                     .expect("record locators come from insightface-rec");
-                let payload = reader.read_at(*key, *offset).map_err(|e| e.to_string())?;
-                let (_, jpeg) = unpack(&payload).map_err(|e| e.to_string())?;
-                self.images
-                    .load(jpeg)
-                    .map(Decoded::image)
-                    .map_err(|e| e.to_string())
+                let located = |e: crate::data::error::FormatError| DataError::Record {
+                    path: reader.path().to_path_buf(),
+                    record: *key,
+                    offset: *offset,
+                    message: e.to_string(),
+                };
+                let payload = reader.read_at(*key, *offset)?;
+                let (_, jpeg) = unpack(&payload).map_err(located)?;
+                self.images.load(jpeg).map(Decoded::image).map_err(located)
             }
             Locator::BinImage(i) => {
                 let file = self.bin.as_ref().expect("bin locators come from bin-pairs");
                 self.images
                     .load(&file.images[*i])
                     .map(Decoded::image)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.in_item(&self.root, *i as u64))
             }
             Locator::Mnist { digit, index } => {
                 let values = self.mnist_file(*digit)?;
@@ -591,7 +579,7 @@ impl Decoder {
         }
     }
 
-    fn mnist_file(&self, digit: u8) -> Result<std::sync::Arc<Vec<f32>>, String> {
+    fn mnist_file(&self, digit: u8) -> Result<std::sync::Arc<Vec<f32>>, DataError> {
         let mut cache = self.mnist.lock().expect("mnist lock");
         if let Some(v) = cache.get(&digit) {
             return Ok(v.clone());

@@ -212,9 +212,17 @@ fn mnist_json_reads_flat_and_nested_data() {
         &dir.path().join("m/1.json"),
         serde_json::json!({ "data": flat }).to_string().as_bytes(),
     );
+    for d in 2..10 {
+        write(
+            &dir.path().join(format!("m/{d}.json")),
+            serde_json::json!({ "data": [digit(0.0)] })
+                .to_string()
+                .as_bytes(),
+        );
+    }
     let s = stage("format = \"mnist-json\"\npath = \"m\"\nsplit = { val = 0.0 }\n");
     let (_, all) = run(&s, dir.path()).unwrap();
-    assert_eq!((all.len(), all.info.shape.clone()), (5, vec![1, 28, 28]));
+    assert_eq!((all.len(), all.info.shape.clone()), (13, vec![1, 28, 28]));
     assert_eq!(all.read(1).unwrap(), vec![255u8; 784]);
     assert_eq!(all.read(3).unwrap(), vec![64u8; 784]);
 }
@@ -416,6 +424,26 @@ fn run_err(toml: &str, dir: &Path) -> String {
     run(&stage(toml), dir).err().unwrap().to_string()
 }
 
+/// Issue #11 (6): `max-pixels` refuses an image from its header, naming
+/// it; it is a param of the key; skipped images are counted.
+#[test]
+fn max_pixels_refuses_large_images_and_enters_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("img/a/big.png"), &png(20, 1));
+    write(&dir.path().join("img/a/small.png"), &png(4, 1));
+    let toml = "format = \"image-folder\"\npath = \"img\"\nsize = 4\nmax-pixels = 100\n";
+    let err = run_err(toml, dir.path());
+    assert!(
+        err.contains("img/a/big.png`: image is 20 x 22 = 440 pixels, more than `max-pixels` (100)"),
+        "{err}"
+    );
+    let (_, all) = run(&stage(&format!("{toml}on-error = \"skip\"\n")), dir.path()).unwrap();
+    assert_eq!((all.len(), all.info.skipped), (1, 1));
+    let default = stage("format = \"image-folder\"\npath = \"img\"\nsize = 4\n");
+    assert_eq!(default.params()["max-pixels"], "50000000");
+    assert_eq!(stage(toml).params()["max-pixels"], "100");
+}
+
 /// Writes a 6-image InsightFace package to `dir/rec`; returns the record
 /// offsets from its index.
 fn rec_package(dir: &Path) -> Vec<usize> {
@@ -457,22 +485,89 @@ fn skip_leaves_out_recordio_records_with_bad_magic_or_length() {
     );
 }
 
-/// Issue #11 (6): `max-pixels` refuses an image from its header, naming
-/// it; it is a param of the key; skipped images are counted.
+/// Issue #11 (11): folder links are not followed, and names read from
+/// pair lists cannot leave the dataset folder.
 #[test]
-fn max_pixels_refuses_large_images_and_enters_the_key() {
+fn links_and_names_cannot_leave_the_dataset_folder() {
     let dir = tempfile::tempdir().unwrap();
-    write(&dir.path().join("img/a/big.png"), &png(20, 1));
-    write(&dir.path().join("img/a/small.png"), &png(4, 1));
-    let toml = "format = \"image-folder\"\npath = \"img\"\nsize = 4\nmax-pixels = 100\n";
+    for i in 0..15u8 {
+        write(
+            &dir.path().join(format!("img/c{}/{i}.png", i % 2)),
+            &png(4, i),
+        );
+    }
+    std::os::unix::fs::symlink("..", dir.path().join("img/c0/loop")).unwrap();
+    let toml = "format = \"image-folder\"\npath = \"img\"\nsize = 4\n";
     let err = run_err(toml, dir.path());
     assert!(
-        err.contains("img/a/big.png`: image is 20 x 22 = 440 pixels, more than `max-pixels` (100)"),
+        err.contains("c0/loop`: symlink to the folder `..` is not followed"),
         "{err}"
     );
     let (_, all) = run(&stage(&format!("{toml}on-error = \"skip\"\n")), dir.path()).unwrap();
-    assert_eq!((all.len(), all.info.skipped), (1, 1));
-    let default = stage("format = \"image-folder\"\npath = \"img\"\nsize = 4\n");
-    assert_eq!(default.params()["max-pixels"], "50000000");
-    assert_eq!(stage(toml).params()["max-pixels"], "100");
+    assert_eq!((all.len(), all.info.skipped), (15, 1));
+
+    write(&dir.path().join("lfw/Ann/Ann_0001.jpg"), &jpeg(1));
+    write(
+        &dir.path().join("lfw/pairs.txt"),
+        b"1\t1\nAnn\t1\t1\n../../../etc\t1\tAnn\t1\n",
+    );
+    let err = run_err("format = \"lfw-pairs\"\npath = \"lfw\"\n", dir.path());
+    assert!(
+        err.contains("pairs.txt` line 3: name `../../../etc`"),
+        "{err}"
+    );
+
+    std::fs::remove_file(dir.path().join("img/c0/loop")).unwrap();
+    write(&dir.path().join("outside.txt"), b"1 c0/0.png c0/2.png\n");
+    let err = run_err(&format!("{toml}trials = \"../outside.txt\"\n"), dir.path());
+    assert!(
+        err.contains("trial list is not inside the dataset folder"),
+        "{err}"
+    );
+}
+
+/// Issue #11 (17): empty inputs were 0-item datasets (or dropped a class)
+/// with success; each is now an error naming the file or folder.
+#[test]
+fn empty_inputs_are_errors_naming_the_file_or_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    rec_package(dir.path());
+    std::fs::write(dir.path().join("rec/train.rec"), b"").unwrap();
+    std::fs::write(dir.path().join("rec/train.idx"), b"").unwrap();
+    let err = run_err("format = \"insightface-rec\"\npath = \"rec\"\n", dir.path());
+    assert!(err.contains("rec/train.rec`: is empty"), "{err}");
+
+    write(&dir.path().join("lfw/Ann/Ann_0001.jpg"), &jpeg(1));
+    write(&dir.path().join("lfw/pairs.txt"), b"Ann\t1\t1\n");
+    let err = run_err("format = \"lfw-pairs\"\npath = \"lfw\"\n", dir.path());
+    assert!(
+        err.contains("pairs.txt` line 1: expected a header"),
+        "{err}"
+    );
+
+    write(&dir.path().join("img/a/0.png"), &png(4, 1));
+    std::fs::create_dir_all(dir.path().join("img/b")).unwrap();
+    let toml = "format = \"image-folder\"\npath = \"img\"\nsize = 4\n";
+    let err = run_err(toml, dir.path());
+    assert!(err.contains("img/b`: class folder has no files"), "{err}");
+    let (_, all) = run(&stage(&format!("{toml}on-error = \"skip\"\n")), dir.path()).unwrap();
+    assert_eq!(
+        (all.len(), all.info.classes.clone(), all.info.skipped),
+        (1, vec!["a".to_owned()], 1)
+    );
+
+    write(&dir.path().join("m/0.json"), b"{\"data\": []}");
+    let err = run_err("format = \"mnist-json\"\npath = \"m\"\n", dir.path());
+    assert!(err.contains("m/1.json`: is missing"), "{err}");
+
+    let empty = crate::data::pickle_bin::PairFile {
+        images: vec![],
+        same: vec![],
+    };
+    write(
+        &dir.path().join("e.bin"),
+        &crate::data::pickle_bin::encode_py2(&empty),
+    );
+    let err = run_err("format = \"bin-pairs\"\npath = \"e.bin\"\n", dir.path());
+    assert!(err.contains("e.bin`: holds no pairs"), "{err}");
 }
