@@ -516,6 +516,18 @@ fn links_and_names_cannot_leave_the_dataset_folder() {
         err.contains("pairs.txt` line 3: name `../../../etc`"),
         "{err}"
     );
+    // A person's folder that is a link out of the dataset folder.
+    write(&dir.path().join("elsewhere/Bo_0001.jpg"), &jpeg(2));
+    std::os::unix::fs::symlink("../elsewhere", dir.path().join("lfw/Bo")).unwrap();
+    write(
+        &dir.path().join("lfw/pairs.txt"),
+        b"1\t1\nAnn\t1\t1\nAnn\t1\tBo\t1\n",
+    );
+    let err = run_err("format = \"lfw-pairs\"\npath = \"lfw\"\n", dir.path());
+    assert!(
+        err.contains("lfw/Bo/Bo_0001.jpg`: resolves outside the dataset folder"),
+        "{err}"
+    );
 
     std::fs::remove_file(dir.path().join("img/c0/loop")).unwrap();
     write(&dir.path().join("outside.txt"), b"1 c0/0.png c0/2.png\n");

@@ -102,10 +102,7 @@ pub fn list_with(format: &str, root: &Path, skip: bool) -> Result<Listing, DataE
             items: mnist_items(root)?,
             skipped: Skipped::default(),
         },
-        "lfw-pairs" => Listing {
-            items: lfw(root)?.0,
-            skipped: Skipped::default(),
-        },
+        "lfw-pairs" => lfw_listing(root, skip)?,
         "bin-pairs" => Listing {
             items: bin_pairs(root)?.0,
             skipped: Skipped::default(),
@@ -244,6 +241,25 @@ fn lfw(root: &Path) -> Result<(Vec<SourceItem>, Vec<Trial>), DataError> {
         })
         .collect();
     Ok((items, trials))
+}
+
+/// The LFW images the pairs name, each checked to resolve inside the
+/// dataset folder (a person's folder may be a link); with `skip`, one that
+/// does not is left out and counted.
+fn lfw_listing(root: &Path, skip: bool) -> Result<Listing, DataError> {
+    let dataset = DatasetRoot::open(root)?;
+    let mut listing = Listing::default();
+    for item in lfw(root)?.0 {
+        let Locator::File(path) = &item.locator else {
+            unreachable!("LFW items are files");
+        };
+        match dataset.check_file(path) {
+            Ok(()) => listing.items.push(item),
+            Err(e) if skip => listing.skipped.add(1, &e),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(listing)
 }
 
 /// A verification `.bin` file (`root` is the file): items are its images in

@@ -1,8 +1,9 @@
 //! Lists class folders (torchvision's ImageFolder layout) without leaving
 //! the dataset folder.
 //!
-//! Symlinks (issue #11): a link to a *file* is followed when its target
-//! resolves inside the dataset folder, and refused otherwise. A link to a
+//! Symlinks (issue #11): a link to a *file* of the format is followed when
+//! its target resolves inside the dataset folder, and refused otherwise
+//! (a link to another file is ignored, like the file). A link to a
 //! *folder* is never followed, wherever it points: it could leave the
 //! folder, loop back into it (`c0/loop -> ..` listed 615 items instead of
 //! 15), or list the same files twice. A broken link is refused too. The
@@ -31,7 +32,9 @@ pub struct DatasetRoot {
 
 /// What a symlink resolves to.
 enum Target {
-    File,
+    /// A file: the resolved path.
+    File(PathBuf),
+    /// A folder: the link's own target text.
     Folder(PathBuf),
 }
 
@@ -47,14 +50,28 @@ impl DatasetRoot {
         })
     }
 
+    /// Checks that the file `path`, if it exists, resolves inside the
+    /// folder (it may be reached through links inside it).
+    pub fn check_file(&self, path: &Path) -> Result<(), DataError> {
+        match path.canonicalize() {
+            Ok(resolved) if !resolved.starts_with(&self.canonical) => Err(DataError::file(
+                path,
+                format!(
+                    "resolves outside the dataset folder (through a symlink), to `{}`",
+                    resolved.display()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether `path` resolves to a place inside the folder.
     pub fn contains(&self, path: &Path) -> bool {
         path.canonicalize()
             .is_ok_and(|p| p.starts_with(&self.canonical))
     }
 
-    /// Checks the symlink `link`: a file inside the folder is fine, a
-    /// folder is returned (never followed), anything else is an error.
+    /// Resolves the symlink `link`; a broken link is an error.
     fn resolve_link(&self, link: &Path) -> Result<Target, DataError> {
         let target = std::fs::read_link(link).map_err(|e| DataError::io("read link", link, e))?;
         let shown = target.display();
@@ -67,16 +84,22 @@ impl DatasetRoot {
         if resolved.is_dir() {
             return Ok(Target::Folder(target));
         }
-        if !resolved.starts_with(&self.canonical) {
-            return Err(DataError::file(
-                link,
-                format!(
-                    "symlink points outside the dataset folder, to `{}`; links may only point to files inside it",
-                    resolved.display()
-                ),
-            ));
+        Ok(Target::File(resolved))
+    }
+
+    /// Checks that the file `resolved` (reached through `link`) is inside
+    /// the folder.
+    fn check_inside(&self, link: &Path, resolved: &Path) -> Result<(), DataError> {
+        if resolved.starts_with(&self.canonical) {
+            return Ok(());
         }
-        Ok(Target::File)
+        Err(DataError::file(
+            link,
+            format!(
+                "symlink points outside the dataset folder, to `{}`; links may only point to files inside it",
+                resolved.display()
+            ),
+        ))
     }
 }
 
@@ -137,8 +160,11 @@ fn class_files(
                 stack.push(path);
             } else if kind.is_symlink() {
                 match root.resolve_link(&path) {
-                    Ok(Target::File) if has_extension(&path, exts) => files.push(path),
-                    Ok(Target::File) => {}
+                    Ok(Target::File(_)) if !has_extension(&path, exts) => {}
+                    Ok(Target::File(resolved)) => match root.check_inside(&path, &resolved) {
+                        Ok(()) => files.push(path),
+                        Err(e) => refuse(e, skip, skipped)?,
+                    },
                     Ok(Target::Folder(t)) => refuse(folder_link_error(&path, &t), skip, skipped)?,
                     Err(e) => refuse(e, skip, skipped)?,
                 }
@@ -167,7 +193,7 @@ pub fn class_folders(
         if kind.is_symlink() {
             match root.resolve_link(&path) {
                 Ok(Target::Folder(t)) => refuse(folder_link_error(&path, &t), skip, &mut skipped)?,
-                Ok(Target::File) => {}
+                Ok(Target::File(_)) => {}
                 Err(e) => refuse(e, skip, &mut skipped)?,
             }
             continue;

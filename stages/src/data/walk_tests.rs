@@ -63,6 +63,10 @@ fn file_links_are_followed_only_inside_the_folder() {
         .iter()
         .any(|i| i.id == "c1/alias.png" && i.class == "c1"));
 
+    // A link to a file that is never read (not an image) is ignored.
+    symlink("/etc/hostname", data.join("c1/notes.txt")).unwrap();
+    assert_eq!(list(&data, false).unwrap().0.len(), 16);
+
     let outside = dir.path().join("secret.png");
     touch(&outside);
     symlink(&outside, data.join("c1/out.png")).unwrap();
