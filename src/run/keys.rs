@@ -280,8 +280,8 @@ embeddings = "ext"
         ),
         (
             "ingest",
-            2,
-            "7a95949a05f51d7e5479f89261a44c36f28d999a1cc9bebe90731cf3c4964f09",
+            3,
+            "7f42367864a20c33fd823740830cd5c12fa75699d1ed4c589c4b7b8ef4daa89c",
         ),
         (
             "augment",

@@ -27,9 +27,28 @@ fn seeds() -> Vec<String> {
 fn mutate(text: &str, rng: &mut rand::rngs::StdRng) -> String {
     let mut b = text.as_bytes().to_vec();
     let pieces: &[&[u8]] = &[
-        b"[", b"]", b"{", b"}", b"=", b"\"", b"'", b"\n", b".", b",", b"#", b"[[", b"\\u",
-        b"kind = \"", b"stage.", b"${params.", b"9999999999999999999999", b"-0.0", b"nan",
-        b"\xff", b"\x00", "ü".as_bytes(),
+        b"[",
+        b"]",
+        b"{",
+        b"}",
+        b"=",
+        b"\"",
+        b"'",
+        b"\n",
+        b".",
+        b",",
+        b"#",
+        b"[[",
+        b"\\u",
+        b"kind = \"",
+        b"stage.",
+        b"${params.",
+        b"9999999999999999999999",
+        b"-0.0",
+        b"nan",
+        b"\xff",
+        b"\x00",
+        "ü".as_bytes(),
     ];
     for _ in 0..rng.gen_range(1..6) {
         if b.is_empty() {
@@ -70,7 +89,11 @@ fn check(text: &str, sets: &[String]) {
         if let tuneflow::pipeline::PipelineError::Invalid { diagnostics, .. } = &e {
             for d in diagnostics {
                 if let Some(span) = &d.span {
-                    assert!(span.end <= text.len(), "span {span:?} outside {} bytes", text.len());
+                    assert!(
+                        span.end <= text.len(),
+                        "span {span:?} outside {} bytes",
+                        text.len()
+                    );
                 }
             }
         }
@@ -110,7 +133,10 @@ fn deep_nesting_and_huge_files_are_errors_not_crashes() {
         format!("x = {}1{}", "[".repeat(100_000), "]".repeat(100_000)),
         format!("x = {}", "{ a = ".repeat(50_000)),
         "[stage.a]\nkind = \"command\"\ncmd = \"".to_owned() + &"x".repeat(2_000_000) + "\"\n",
-        format!("[stage.a]\nkind = \"command\"\ncmd = \"true\"\nouts = [{}]\n", "\"o\",".repeat(20_000)),
+        format!(
+            "[stage.a]\nkind = \"command\"\ncmd = \"true\"\nouts = [{}]\n",
+            "\"o\",".repeat(20_000)
+        ),
     ] {
         let started = Instant::now();
         check(&text, &[]);

@@ -7,36 +7,25 @@
 //! 4-aligned offset is split there (cflag 1 start, 2 middle, 3 end) and the
 //! magic dropped; the reader puts it back. Payload = IRHeader (`u32 flag,
 //! f32 label, u64 id, u64 id2`), then `flag` f32 labels, then the image.
+//!
+//! The files are untrusted (issue #11): every length is checked against
+//! the file's size before anything is allocated, every index offset is
+//! checked when the index is read, a record must be followed by another
+//! record or the end of the file (which catches a wrong length that stays
+//! inside the file), and every error names the file, the record and the
+//! byte offset. Since a payload never holds the magic at a 4-aligned
+//! offset, a 4-aligned magic always starts a record: a scan resumes there
+//! after a bad record.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+use super::error::{DataError, FormatError, Skipped};
 
 const MAGIC: u32 = 0xCED7_230A;
 const LEN_MASK: u32 = (1 << 29) - 1;
-
-/// Why a RecordIO file could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum RecordError {
-    /// A read failed.
-    #[error("failed to read `{path}`: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The bytes are not what the format says.
-    #[error("`{path}` at byte {offset}: {message}")]
-    Format {
-        /// The file.
-        path: PathBuf,
-        /// Where.
-        offset: u64,
-        /// What is wrong.
-        message: String,
-    },
-}
 
 /// The fixed header in front of every payload.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,12 +64,16 @@ pub fn pack(header: &IrHeader, image: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Splits a payload into its header and image bytes.
-pub fn unpack(payload: &[u8]) -> Result<(IrHeader, &[u8]), String> {
+/// Splits a payload into its header and image bytes; offsets in errors
+/// are relative to the payload.
+pub fn unpack(payload: &[u8]) -> Result<(IrHeader, &[u8]), FormatError> {
     if payload.len() < 24 {
-        return Err(format!(
-            "payload of {} bytes is shorter than the 24-byte IRHeader",
-            payload.len()
+        return Err(FormatError::at(
+            0,
+            format!(
+                "payload of {} bytes is shorter than the 24-byte IRHeader",
+                payload.len()
+            ),
         ));
     }
     let u32_at = |a: usize| u32::from_le_bytes(payload[a..a + 4].try_into().expect("4 bytes"));
@@ -88,9 +81,12 @@ pub fn unpack(payload: &[u8]) -> Result<(IrHeader, &[u8]), String> {
     let flag = u32_at(0);
     let end = 24 + flag as usize * 4;
     if payload.len() < end {
-        return Err(format!(
-            "IRHeader says {flag} labels but the payload is {} bytes",
-            payload.len()
+        return Err(FormatError::at(
+            0,
+            format!(
+                "IRHeader says {flag} labels but the payload is {} bytes",
+                payload.len()
+            ),
         ));
     }
     let labels = (0..flag as usize)
@@ -157,193 +153,322 @@ impl RecordWriter {
     }
 }
 
-/// Random access to a `.rec` through its `.idx`.
+/// Where a physical record's header says its payload is.
+struct Part {
+    cflag: u32,
+    /// Where the payload starts.
+    body: u64,
+    len: u64,
+}
+
+/// Reads `.rec` records at known offsets (through a `.idx`, or a scan).
 pub struct RecordReader {
     path: PathBuf,
     file: File,
+    /// The `.rec` file's size: no read may go past it.
+    len: u64,
     /// (key, offset), in index order.
     pub index: Vec<(u64, u64)>,
 }
 
+/// The records a scan found, and those it skipped.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// (position, offset) of each readable record.
+    pub records: Vec<(u64, u64)>,
+    /// Unreadable records, with `skip`.
+    pub skipped: Skipped,
+}
+
 impl RecordReader {
-    /// Opens `rec` with the index `idx`.
-    pub fn open(rec: &Path, idx: &Path) -> Result<Self, RecordError> {
-        fn io(path: &Path) -> impl Fn(std::io::Error) -> RecordError + '_ {
-            move |source| RecordError::Io {
-                path: path.to_path_buf(),
-                source,
-            }
-        }
-        let file = File::open(rec).map_err(io(rec))?;
-        let mut index = Vec::new();
-        for (n, line) in BufReader::new(File::open(idx).map_err(io(idx))?)
-            .lines()
-            .enumerate()
-        {
-            let line = line.map_err(io(idx))?;
+    /// Opens `rec` with the index `idx`, checking every line: `key<TAB>
+    /// offset`, an offset inside the `.rec` where a record can start, and
+    /// no key listed twice.
+    pub fn open(rec: &Path, idx: &Path) -> Result<Self, DataError> {
+        let mut reader = Self::open_data(rec)?;
+        let text = std::fs::read(idx).map_err(|e| DataError::io("read", idx, e))?;
+        let mut lines = Vec::new();
+        for (n, line) in text.split(|&b| b == b'\n').enumerate() {
+            let line_no = n as u64 + 1;
+            let line = String::from_utf8_lossy(line);
             if line.trim().is_empty() {
                 continue;
             }
             let parsed = line
                 .split_once('\t')
                 .and_then(|(k, o)| Some((k.trim().parse().ok()?, o.trim().parse().ok()?)));
-            let entry = parsed.ok_or_else(|| RecordError::Format {
-                path: idx.to_path_buf(),
-                offset: n as u64 + 1,
-                message: format!("line {} is not `key<TAB>offset`: {line:?}", n + 1),
-            })?;
-            index.push(entry);
+            let Some((key, offset)) = parsed else {
+                return Err(DataError::line(
+                    idx,
+                    line_no,
+                    format!("expected `key<TAB>offset`, found {:?}", truncate(&line)),
+                ));
+            };
+            reader
+                .check_offset(offset)
+                .map_err(|m| DataError::line(idx, line_no, format!("record {key}: {m}")))?;
+            reader.index.push((key, offset));
+            lines.push((key, line_no));
         }
-        Ok(Self {
-            path: rec.to_path_buf(),
-            file,
-            index,
-        })
+        lines.sort_unstable();
+        if let Some(w) = lines.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(DataError::line(
+                idx,
+                w[1].1,
+                format!("key {} is listed again (first on line {})", w[0].0, w[0].1),
+            ));
+        }
+        Ok(reader)
     }
 
     /// Opens `rec` for reads at known offsets, without an index.
-    pub fn open_data(rec: &Path) -> Result<Self, RecordError> {
-        let file = File::open(rec).map_err(|source| RecordError::Io {
-            path: rec.to_path_buf(),
-            source,
-        })?;
+    pub fn open_data(rec: &Path) -> Result<Self, DataError> {
+        let file = File::open(rec).map_err(|e| DataError::io("open", rec, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| DataError::io("stat", rec, e))?
+            .len();
         Ok(Self {
             path: rec.to_path_buf(),
             file,
+            len,
             index: Vec::new(),
         })
     }
 
-    /// Reads the logical record that starts at `offset`, with positioned
-    /// reads: a shared reader serves many threads at once.
-    pub fn read_at(&self, offset: u64) -> Result<Vec<u8>, RecordError> {
-        use std::os::unix::fs::FileExt;
-        let io = |source| RecordError::Io {
+    /// The `.rec` file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The `.rec` file's size in bytes.
+    pub fn file_len(&self) -> u64 {
+        self.len
+    }
+
+    fn check_offset(&self, offset: u64) -> Result<(), String> {
+        if offset.saturating_add(8) > self.len {
+            return Err(format!(
+                "offset {offset} is past the end of `{}` ({} bytes)",
+                self.path.display(),
+                self.len
+            ));
+        }
+        if !offset.is_multiple_of(4) {
+            return Err(format!(
+                "offset {offset} is not a multiple of 4, where records start"
+            ));
+        }
+        Ok(())
+    }
+
+    fn record_error(&self, record: u64, offset: u64, message: String) -> DataError {
+        DataError::Record {
             path: self.path.clone(),
-            source,
-        };
-        let mut out = Vec::new();
-        let mut at = offset;
-        loop {
-            let mut head = [0u8; 8];
-            self.file.read_exact_at(&mut head, at).map_err(io)?;
-            let magic = u32::from_le_bytes(head[..4].try_into().expect("4 bytes"));
-            if magic != MAGIC {
-                return Err(RecordError::Format {
-                    path: self.path.clone(),
-                    offset: at,
-                    message: format!("bad magic {magic:#010x} (expected 0xced7230a)"),
-                });
-            }
-            let lrec = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
-            let (cflag, len) = (lrec >> 29, (lrec & LEN_MASK) as usize);
-            let start = out.len();
-            out.resize(start + len, 0);
-            self.file
-                .read_exact_at(&mut out[start..], at + 8)
-                .map_err(io)?;
-            at += 8 + ((len + 3) & !3) as u64;
-            match cflag {
-                0 | 3 => return Ok(out),
-                1 | 2 => out.extend_from_slice(&MAGIC.to_le_bytes()),
-                _ => {
-                    return Err(RecordError::Format {
-                        path: self.path.clone(),
-                        offset: at,
-                        message: format!("bad cflag {cflag}"),
-                    })
-                }
-            }
+            record,
+            offset,
+            message,
         }
     }
 
+    /// The physical record header at `at`, checked against the file.
+    fn part_at(&self, at: u64) -> Result<Part, String> {
+        if at.saturating_add(8) > self.len {
+            return Err(format!(
+                "a record header needs 8 bytes but the file ends at byte {}",
+                self.len
+            ));
+        }
+        let mut head = [0u8; 8];
+        self.file
+            .read_exact_at(&mut head, at)
+            .map_err(|e| format!("read failed: {e}"))?;
+        let magic = u32::from_le_bytes(head[..4].try_into().expect("4 bytes"));
+        if magic != MAGIC {
+            return Err(format!("bad magic {magic:#010x} (expected 0xced7230a)"));
+        }
+        let lrec = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
+        let part = Part {
+            cflag: lrec >> 29,
+            body: at + 8,
+            len: u64::from(lrec & LEN_MASK),
+        };
+        if part.body + part.len > self.len {
+            return Err(format!(
+                "length {} runs past the end of the file: the payload would end at byte {}, the file has {} bytes",
+                part.len,
+                part.body + part.len,
+                self.len
+            ));
+        }
+        Ok(part)
+    }
+
+    /// Walks the parts of the logical record at `offset`, handing each to
+    /// `part`; returns where the next record starts.
+    fn walk(
+        &self,
+        record: u64,
+        offset: u64,
+        mut part: impl FnMut(&Part, bool) -> Result<(), String>,
+    ) -> Result<u64, DataError> {
+        let mut at = offset;
+        let mut first = true;
+        loop {
+            let p = self
+                .part_at(at)
+                .map_err(|m| self.record_error(record, at, m))?;
+            let expected: &[u32] = if first { &[0, 1] } else { &[2, 3] };
+            if !expected.contains(&p.cflag) {
+                let role = if first {
+                    "starts a record"
+                } else {
+                    "continues one"
+                };
+                let message = format!(
+                    "cflag {} where a part {role} (expected {expected:?})",
+                    p.cflag
+                );
+                return Err(self.record_error(record, at, message));
+            }
+            let last = p.cflag == 0 || p.cflag == 3;
+            part(&p, last).map_err(|m| self.record_error(record, at, m))?;
+            at = p.body + ((p.len + 3) & !3);
+            if last {
+                self.check_next(at)
+                    .map_err(|m| self.record_error(record, offset, m))?;
+                return Ok(at);
+            }
+            first = false;
+        }
+    }
+
+    /// A record must be followed by the end of the file or another record;
+    /// anything else means its length is wrong. A following header whose
+    /// magic is damaged but whose length leads to the end of the file or to
+    /// a magic still counts as a record: that record is the bad one.
+    fn check_next(&self, at: u64) -> Result<(), String> {
+        if at >= self.len {
+            return Ok(());
+        }
+        let wrong = "its length is wrong or the file is corrupt";
+        if at + 8 > self.len {
+            return Err(format!(
+                "the record ends at byte {at}, {} bytes before the end of the file, too few for another record: {wrong}",
+                self.len - at
+            ));
+        }
+        let mut next = [0u8; 8];
+        self.file
+            .read_exact_at(&mut next, at)
+            .map_err(|e| format!("read failed: {e}"))?;
+        if next[..4] == MAGIC.to_le_bytes() || self.damaged_header_at(at, &next)? {
+            return Ok(());
+        }
+        Err(format!(
+            "the record ends at byte {at} but no record starts there (found {:#010x}): {wrong}",
+            u32::from_le_bytes(next[..4].try_into().expect("4 bytes"))
+        ))
+    }
+
+    /// Whether `head`, read at `at`, is a record header with only its
+    /// magic damaged: its length leads exactly to the end of the file or
+    /// to another magic.
+    fn damaged_header_at(&self, at: u64, head: &[u8; 8]) -> Result<bool, String> {
+        let lrec = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
+        let after = at + 8 + ((u64::from(lrec & LEN_MASK) + 3) & !3);
+        if after == self.len {
+            return Ok(true);
+        }
+        if after + 4 > self.len {
+            return Ok(false);
+        }
+        let mut magic = [0u8; 4];
+        self.file
+            .read_exact_at(&mut magic, after)
+            .map_err(|e| format!("read failed: {e}"))?;
+        Ok(magic == MAGIC.to_le_bytes())
+    }
+
+    /// Reads the logical record `record` (its key, for errors) that starts
+    /// at `offset`, with positioned reads: a shared reader serves many
+    /// threads at once. Lengths are checked before anything is allocated.
+    pub fn read_at(&self, record: u64, offset: u64) -> Result<Vec<u8>, DataError> {
+        let mut out = Vec::new();
+        self.walk(record, offset, |p, last| {
+            let start = out.len();
+            out.resize(start + p.len as usize, 0);
+            self.file
+                .read_exact_at(&mut out[start..], p.body)
+                .map_err(|e| format!("read failed: {e}"))?;
+            if !last {
+                out.extend_from_slice(&MAGIC.to_le_bytes());
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
     /// Reads the record with `key`.
-    pub fn read_key(&self, key: u64) -> Result<Vec<u8>, RecordError> {
+    pub fn read_key(&self, key: u64) -> Result<Vec<u8>, DataError> {
         let offset = self
             .index
             .iter()
             .find(|(k, _)| *k == key)
             .map(|(_, o)| *o)
-            .ok_or_else(|| RecordError::Format {
-                path: self.path.clone(),
-                offset: 0,
-                message: format!("key {key} is not in the index"),
-            })?;
-        self.read_at(offset)
+            .ok_or_else(|| DataError::file(&self.path, format!("key {key} is not in the index")))?;
+        self.read_at(key, offset)
     }
-}
 
-/// One image of an InsightFace `.rec`: its key and class.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecItem {
-    /// Record key.
-    pub key: u64,
-    /// Byte offset of the record.
-    pub offset: u64,
-    /// Class id.
-    pub class: u32,
-}
-
-/// Lists the images of an InsightFace package: with a header record 0
-/// (`flag > 0`), images are keys `1..label[0]`; otherwise every key is an
-/// image. Reads every header once (payload bytes are skipped by seeking
-/// only when the whole record must be read).
-pub fn list_images(reader: &RecordReader) -> Result<Vec<RecItem>, RecordError> {
-    let path = reader.path.clone();
-    let fmt = |offset, message| RecordError::Format {
-        path: path.clone(),
-        offset,
-        message,
-    };
-    let first = reader.index.first().copied();
-    let mut keys: Vec<(u64, u64)> = reader.index.clone();
-    if let Some((0, off)) = first {
-        let payload = reader.read_at(off)?;
-        let (h, _) = unpack(&payload).map_err(|m| fmt(off, m))?;
-        if h.flag > 0 {
-            let end = h.labels[0] as u64;
-            keys.retain(|(k, _)| *k >= 1 && *k < end);
+    /// Lists the records by walking the file from its start; records are
+    /// numbered by position. A bad record fails the scan, or with `skip`
+    /// is counted and the scan resumes at the next record start.
+    pub fn scan(&self, skip: bool) -> Result<Scan, DataError> {
+        let mut scan = Scan::default();
+        let (mut at, mut n) = (0u64, 0u64);
+        while at < self.len {
+            match self.walk(n, at, |_, _| Ok(())) {
+                Ok(next) => {
+                    scan.records.push((n, at));
+                    at = next;
+                }
+                Err(e) if skip => {
+                    scan.skipped.add(1, &e);
+                    at = self.next_start(at + 4)?;
+                }
+                Err(e) => return Err(e),
+            }
+            n += 1;
         }
+        Ok(scan)
     }
-    let mut items = Vec::with_capacity(keys.len());
-    for (key, offset) in keys {
-        let payload = reader.read_at(offset)?;
-        let (h, _) = unpack(&payload).map_err(|m| fmt(offset, m))?;
-        let class = h.class();
-        if class < 0.0 || class.fract() != 0.0 {
-            return Err(fmt(
-                offset,
-                format!("record {key} has label {class}, not a class id"),
-            ));
+
+    /// The first 4-aligned offset at or after `from` where a record (not
+    /// the continuation of one) starts, or the end of the file.
+    fn next_start(&self, from: u64) -> Result<u64, DataError> {
+        const CHUNK: u64 = 1 << 16;
+        let mut at = (from + 3) & !3;
+        let mut buf = vec![0u8; CHUNK as usize];
+        while at + 8 <= self.len {
+            let n = CHUNK.min(self.len - at) as usize;
+            self.file
+                .read_exact_at(&mut buf[..n], at)
+                .map_err(|e| DataError::io("read", &self.path, e))?;
+            for (i, w) in buf[..n].chunks_exact(4).enumerate() {
+                let here = at + 4 * i as u64;
+                if w == MAGIC.to_le_bytes() && self.part_at(here).is_ok_and(|p| p.cflag <= 1) {
+                    return Ok(here);
+                }
+            }
+            at += (n as u64) & !3;
         }
-        items.push(RecItem {
-            key,
-            offset,
-            class: class as u32,
-        });
+        Ok(self.len)
     }
-    Ok(items)
 }
 
-/// Reads `property` (`num_classes,H,W`).
-pub fn read_property(path: &Path) -> Result<(u32, u32, u32), RecordError> {
-    let text = std::fs::read_to_string(path).map_err(|source| RecordError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let parts: Vec<u32> = text
-        .trim()
-        .split(',')
-        .filter_map(|p| p.trim().parse().ok())
-        .collect();
-    match parts[..] {
-        [c, h, w] => Ok((c, h, w)),
-        _ => Err(RecordError::Format {
-            path: path.to_path_buf(),
-            offset: 0,
-            message: format!("expected `num_classes,H,W`, found {:?}", text.trim()),
-        }),
-    }
+/// A line of a text file as shown in a message: at most 80 characters.
+fn truncate(line: &str) -> String {
+    line.chars().take(80).collect()
 }
 
 /// Writes an InsightFace-style package: header record 0, images grouped by
@@ -418,77 +543,5 @@ pub fn write_insightface(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn records_with_the_magic_inside_are_split_and_reassembled() {
-        let dir = tempfile::tempdir().unwrap();
-        let (rec, idx) = (dir.path().join("a.rec"), dir.path().join("a.idx"));
-        let magic = MAGIC.to_le_bytes();
-        let mut tricky = vec![1u8, 2, 3, 4];
-        tricky.extend_from_slice(&magic);
-        tricky.extend_from_slice(&[9, 9, 9, 9]);
-        tricky.extend_from_slice(&magic);
-        tricky.push(7);
-        let payloads: Vec<Vec<u8>> = vec![b"hello".to_vec(), tricky, vec![], magic.to_vec()];
-        let mut w = RecordWriter::create(&rec, &idx).unwrap();
-        for (k, p) in payloads.iter().enumerate() {
-            w.write(k as u64, p).unwrap();
-        }
-        w.finish().unwrap();
-        let bytes = std::fs::read(&rec).unwrap();
-        assert_eq!(&bytes[..8], &[0x0a, 0x23, 0xd7, 0xce, 5, 0, 0, 0]);
-        let r = RecordReader::open(&rec, &idx).unwrap();
-        for (k, p) in payloads.iter().enumerate() {
-            assert_eq!(&r.read_key(k as u64).unwrap(), p, "record {k}");
-        }
-    }
-
-    #[test]
-    fn bad_magic_names_file_and_offset() {
-        let dir = tempfile::tempdir().unwrap();
-        let (rec, idx) = (dir.path().join("a.rec"), dir.path().join("a.idx"));
-        std::fs::write(&rec, [0u8; 16]).unwrap();
-        std::fs::write(&idx, "0\t0\n").unwrap();
-        let err = RecordReader::open(&rec, &idx)
-            .unwrap()
-            .read_key(0)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("a.rec` at byte 0: bad magic 0x00000000"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn insightface_layout_round_trips_with_both_label_styles() {
-        for scalar in [false, true] {
-            let dir = tempfile::tempdir().unwrap();
-            let images: Vec<(u32, Vec<u8>)> = vec![
-                (1, vec![1]),
-                (0, vec![2, 2]),
-                (1, vec![3; 3]),
-                (2, vec![4; 4]),
-            ];
-            write_insightface(dir.path(), &images, (28, 28), scalar).unwrap();
-            let r =
-                RecordReader::open(&dir.path().join("train.rec"), &dir.path().join("train.idx"))
-                    .unwrap();
-            let items = list_images(&r).unwrap();
-            let classes: Vec<u32> = items.iter().map(|i| i.class).collect();
-            assert_eq!(classes, [0, 1, 1, 2]);
-            let (h, img) = {
-                let p = r.read_at(items[0].offset).unwrap();
-                let (h, img) = unpack(&p).unwrap();
-                (h, img.to_vec())
-            };
-            assert_eq!((h.class(), img), (0.0, vec![2, 2]));
-            assert_eq!(
-                read_property(&dir.path().join("property")).unwrap(),
-                (3, 28, 28)
-            );
-        }
-    }
-}
+#[path = "recordio_tests.rs"]
+mod tests;

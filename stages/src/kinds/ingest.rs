@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use crate::data::dataset::{DatasetInfo, DatasetWriter};
-use crate::data::decode::{self, ImageSpec};
+use crate::data::decode::{
+    self, ImageLoader, ImageSpec, DEFAULT_DECODE_MEMORY, DEFAULT_MAX_PIXELS,
+};
+use crate::data::error::{DataError, Skipped};
 use crate::data::fbank::{Fbank, FbankOptions, Window};
 use crate::data::recordio::{unpack, RecordReader};
 use crate::data::sources::{self, Locator, SourceItem, FORMATS};
@@ -17,8 +20,6 @@ use crate::stage::{BuildContext, Inputs, Kind, StageContext, StageDecl, StageErr
 
 /// Items decoded at once; bounds memory on any dataset size.
 const CHUNK: usize = 512;
-/// Skipped files named in the result.
-const SKIP_EXAMPLES: usize = 5;
 
 /// A configured `ingest` stage.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -27,6 +28,7 @@ pub struct Ingest {
     format: String,
     path: String,
     image: ImageSpec,
+    max_pixels: u64,
     fbank: Option<(FbankOptions, bool)>,
     sample_rate: u32,
     val: f64,
@@ -94,6 +96,15 @@ fn configure(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<(Ingest, Span
             help: None,
         });
     }
+    let max_pixels = r.uint("max-pixels").map_or(DEFAULT_MAX_PIXELS, |m| m.value);
+    if max_pixels == 0 {
+        r.error(crate::params::Diagnostic {
+            message: "`max-pixels` must be at least 1".into(),
+            span: r.raw("max-pixels").and_then(|v| v.span.clone()),
+            label: "expected 1 or more".into(),
+            help: None,
+        });
+    }
     let features = r.nested("features", read_features).flatten();
     let cmn = r.bool("cmn").is_none_or(|c| c.value);
     let sample_rate = r.uint("sample-rate").map_or(16000, |s| s.value as u32);
@@ -127,6 +138,7 @@ fn configure(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<(Ingest, Span
         format: format.value,
         path: crate::paths::normalize_dep(&path.value).unwrap_or(path.value.clone()),
         image: ImageSpec { size, channels },
+        max_pixels,
         fbank,
         sample_rate,
         val: val.unwrap_or(0.0),
@@ -164,11 +176,14 @@ fn read_features(f: &ParamReader<'_>) -> Option<FbankOptions> {
 
 impl Kind for Ingest {
     const NAME: &'static str = "ingest";
-    const VERSION: u32 = 2;
+    // 3: the readers of issue #11 (symlinks, empty inputs, RecordIO checks
+    // and skips, max-pixels) give other results for the same inputs.
+    const VERSION: u32 = 3;
 
     fn run(&self, cx: &StageContext, _inputs: &Inputs) -> Result<StageOutputs, StageError> {
         let root = cx.workdir.join(&self.path);
-        let items = self.select(sources::list(&self.format, &root).map_err(StageError::Other)?);
+        let listing = sources::list_with(&self.format, &root, self.skip_errors)?;
+        let items = self.select(listing.items);
         let classes: Vec<String> = {
             let mut c: Vec<String> = items.iter().map(|i| i.class.clone()).collect();
             c.dedup();
@@ -182,8 +197,14 @@ impl Kind for Ingest {
         let dir = cx.scratch.join("dataset");
         let mut writers = Writers::create(&cx.scratch, self.keep_waveform)?;
         let decoder = Decoder::new(self, &root)?;
-        let (kept, mut skipped, mut skipped_count) =
-            self.decode_all(cx, &root, &items, &decoder, &class_index, &mut writers)?;
+        let (kept, mut skipped, mut skipped_count) = self.decode_all(
+            cx,
+            listing.skipped,
+            &items,
+            &decoder,
+            &class_index,
+            &mut writers,
+        )?;
         let writer = writers.dataset;
         let trial_count =
             self.write_trials(&root, &kept, &dir, &mut skipped, &mut skipped_count)?;
@@ -265,24 +286,25 @@ fn info_for_waveform(dataset: &Path) -> Result<DatasetInfo, StageError> {
 
 impl Ingest {
     /// Decodes every item on all cores, in bounded chunks, streaming them
-    /// into the writers; returns the kept items and what was skipped.
+    /// into the writers; returns the kept items and what was skipped (on
+    /// top of what listing skipped).
     fn decode_all<'a>(
         &self,
         cx: &StageContext,
-        root: &Path,
+        listed: Skipped,
         items: &'a [SourceItem],
         decoder: &Decoder,
         class_index: &BTreeMap<&str, u32>,
         writers: &mut Writers,
     ) -> Result<(Vec<&'a SourceItem>, Vec<String>, u64), StageError> {
         let mut kept = Vec::with_capacity(items.len());
-        let (mut skipped, mut count) = (Vec::new(), 0u64);
+        let mut skips = listed;
         let write_err = |e| StageError::io("write", cx.scratch.join("dataset"), e);
         for chunk in items.chunks(CHUNK) {
             if cx.cancel.is_cancelled() {
                 return Err(StageError::Cancelled);
             }
-            let decoded: Vec<Result<Decoded, String>> =
+            let decoded: Vec<Result<Decoded, DataError>> =
                 chunk.par_iter().map(|item| decoder.decode(item)).collect();
             for (item, result) in chunk.iter().zip(decoded) {
                 match result {
@@ -299,21 +321,13 @@ impl Ingest {
                         kept.push(item);
                     }
                     Err(why) if self.skip_errors => {
-                        count += 1;
-                        if skipped.len() < SKIP_EXAMPLES {
-                            skipped.push(format!("{}: {why}", item.id));
-                        }
+                        skips.add(1, &format_args!("{}: {why}", item.id));
                     }
-                    Err(why) => {
-                        return Err(StageError::Other(format!(
-                            "`{}`: {why}",
-                            root.join(&item.id).display()
-                        )))
-                    }
+                    Err(why) => return Err(why.into()),
                 }
             }
         }
-        Ok((kept, skipped, count))
+        Ok((kept, skips.examples, skips.count))
     }
 
     /// Applies `min-per-class`, `classes` and `max-per-class`, in that order.
@@ -345,8 +359,7 @@ impl Ingest {
         count: &mut u64,
     ) -> Result<u64, StageError> {
         let list = self.trials.as_ref().map(|t| root.join(t));
-        let trials =
-            sources::trials(&self.format, root, list.as_deref()).map_err(StageError::Other)?;
+        let trials = sources::trials(&self.format, root, list.as_deref())?;
         if trials.is_empty() {
             return Ok(0);
         }
@@ -377,7 +390,7 @@ impl Ingest {
                         return Err(StageError::Other(why));
                     }
                     *count += 1;
-                    if skipped.len() < SKIP_EXAMPLES {
+                    if skipped.len() < crate::data::error::SKIP_EXAMPLES {
                         skipped.push(why);
                     }
                 }
@@ -453,7 +466,8 @@ impl Decoded {
 
 /// Decodes items of one format; shared read-only by the decoding threads.
 struct Decoder {
-    image: ImageSpec,
+    /// Images, under `max-pixels` and a memory budget for all threads.
+    images: ImageLoader,
     fbank: Option<(Fbank, bool)>,
     rate: u32,
     /// One `.rec` reader shared by the decoding threads (positioned reads).
@@ -467,20 +481,17 @@ struct Decoder {
 impl Decoder {
     fn new(stage: &Ingest, root: &Path) -> Result<Self, StageError> {
         Ok(Self {
-            image: stage.image,
+            images: ImageLoader::new(stage.image, stage.max_pixels, DEFAULT_DECODE_MEMORY),
             fbank: stage.fbank.clone().map(|(o, cmn)| (Fbank::new(o), cmn)),
             rate: stage.sample_rate,
             rec: if stage.format == "insightface-rec" {
-                Some(
-                    RecordReader::open_data(&root.join("train.rec"))
-                        .map_err(|e| StageError::Other(e.to_string()))?,
-                )
+                Some(RecordReader::open_data(&root.join("train.rec"))?)
             } else {
                 None
             },
             mnist: Default::default(),
             bin: if stage.format == "bin-pairs" {
-                Some(sources::load_bin(root).map_err(StageError::Other)?)
+                Some(sources::load_bin(root)?)
             } else {
                 None
             },
@@ -489,47 +500,55 @@ impl Decoder {
         })
     }
 
-    fn decode(&self, item: &SourceItem) -> Result<Decoded, String> {
+    fn decode(&self, item: &SourceItem) -> Result<Decoded, DataError> {
         match &item.locator {
-            Locator::File(path) => {
-                let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-                match &self.fbank {
-                    Some((fb, cmn)) => {
-                        let (bytes, frames, wave) =
-                            decode::audio(&bytes, self.rate, fb, *cmn, self.keep_wave)?;
-                        Ok(Decoded {
-                            bytes,
-                            frames,
-                            wave,
-                        })
-                    }
-                    None => decode::image_bytes(&bytes, self.image).map(Decoded::image),
+            Locator::File(path) => match &self.fbank {
+                Some((fb, cmn)) => {
+                    let bytes = crate::data::error::read_file(path)?;
+                    let (bytes, frames, wave) =
+                        decode::audio(&bytes, self.rate, fb, *cmn, self.keep_wave)
+                            .map_err(|e| e.in_file(path))?;
+                    Ok(Decoded {
+                        bytes,
+                        frames,
+                        wave,
+                    })
                 }
-            }
-            Locator::Record(offset) => {
+                None => self.images.load_file(path).map(Decoded::image),
+            },
+            Locator::Record { key, offset } => {
                 let reader = self
                     .rec
                     .as_ref()
                     .expect("record locators come from insightface-rec");
-                let payload = reader.read_at(*offset).map_err(|e| e.to_string())?;
-                let (_, jpeg) = unpack(&payload)?;
-                decode::image_bytes(jpeg, self.image).map(Decoded::image)
+                let located = |e: crate::data::error::FormatError| DataError::Record {
+                    path: reader.path().to_path_buf(),
+                    record: *key,
+                    offset: *offset,
+                    message: e.to_string(),
+                };
+                let payload = reader.read_at(*key, *offset)?;
+                let (_, jpeg) = unpack(&payload).map_err(located)?;
+                self.images.load(jpeg).map(Decoded::image).map_err(located)
             }
             Locator::BinImage(i) => {
                 let file = self.bin.as_ref().expect("bin locators come from bin-pairs");
-                decode::image_bytes(&file.images[*i], self.image).map(Decoded::image)
+                self.images
+                    .load(&file.images[*i])
+                    .map(Decoded::image)
+                    .map_err(|e| e.in_item(&self.root, *i as u64))
             }
             Locator::Mnist { digit, index } => {
                 let values = self.mnist_file(*digit)?;
                 Ok(Decoded::image(decode::mnist_bytes(
                     &values[index * 784..(index + 1) * 784],
-                    self.image,
+                    self.images.spec(),
                 )))
             }
         }
     }
 
-    fn mnist_file(&self, digit: u8) -> Result<std::sync::Arc<Vec<f32>>, String> {
+    fn mnist_file(&self, digit: u8) -> Result<std::sync::Arc<Vec<f32>>, DataError> {
         let mut cache = self.mnist.lock().expect("mnist lock");
         if let Some(v) = cache.get(&digit) {
             return Ok(v.clone());

@@ -212,9 +212,17 @@ fn mnist_json_reads_flat_and_nested_data() {
         &dir.path().join("m/1.json"),
         serde_json::json!({ "data": flat }).to_string().as_bytes(),
     );
+    for d in 2..10 {
+        write(
+            &dir.path().join(format!("m/{d}.json")),
+            serde_json::json!({ "data": [digit(0.0)] })
+                .to_string()
+                .as_bytes(),
+        );
+    }
     let s = stage("format = \"mnist-json\"\npath = \"m\"\nsplit = { val = 0.0 }\n");
     let (_, all) = run(&s, dir.path()).unwrap();
-    assert_eq!((all.len(), all.info.shape.clone()), (5, vec![1, 28, 28]));
+    assert_eq!((all.len(), all.info.shape.clone()), (13, vec![1, 28, 28]));
     assert_eq!(all.read(1).unwrap(), vec![255u8; 784]);
     assert_eq!(all.read(3).unwrap(), vec![64u8; 784]);
 }
@@ -410,4 +418,169 @@ fn keep_waveform_stores_the_raw_samples() {
         ("waveform", "i16", 1600)
     );
     assert_eq!(wave.read(0).unwrap(), wav_bytes[44..].to_vec());
+}
+
+fn run_err(toml: &str, dir: &Path) -> String {
+    run(&stage(toml), dir).err().unwrap().to_string()
+}
+
+/// Issue #11 (6): `max-pixels` refuses an image from its header, naming
+/// it; it is a param of the key; skipped images are counted.
+#[test]
+fn max_pixels_refuses_large_images_and_enters_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("img/a/big.png"), &png(20, 1));
+    write(&dir.path().join("img/a/small.png"), &png(4, 1));
+    let toml = "format = \"image-folder\"\npath = \"img\"\nsize = 4\nmax-pixels = 100\n";
+    let err = run_err(toml, dir.path());
+    assert!(
+        err.contains("img/a/big.png`: image is 20 x 22 = 440 pixels, more than `max-pixels` (100)"),
+        "{err}"
+    );
+    let (_, all) = run(&stage(&format!("{toml}on-error = \"skip\"\n")), dir.path()).unwrap();
+    assert_eq!((all.len(), all.info.skipped), (1, 1));
+    let default = stage("format = \"image-folder\"\npath = \"img\"\nsize = 4\n");
+    use crate::stage::Stage as _;
+    assert_eq!(default.params()["max-pixels"], 50_000_000);
+    assert_eq!(stage(toml).params()["max-pixels"], 100);
+}
+
+/// Writes a 6-image InsightFace package to `dir/rec`; returns the record
+/// offsets from its index.
+fn rec_package(dir: &Path) -> Vec<usize> {
+    std::fs::create_dir_all(dir.join("rec")).unwrap();
+    let images: Vec<(u32, Vec<u8>)> = (0..6).map(|i| (i % 2, jpeg(i as u8 * 30))).collect();
+    write_insightface(&dir.join("rec"), &images, (16, 16), false).unwrap();
+    std::fs::read_to_string(dir.join("rec/train.idx"))
+        .unwrap()
+        .lines()
+        .map(|l| l.split('\t').nth(1).unwrap().parse().unwrap())
+        .collect()
+}
+
+/// Issue #11 (8): `on-error = "skip"` did not skip a RecordIO record with
+/// a bad magic or a bad length; it now leaves them out and counts them.
+#[test]
+fn skip_leaves_out_recordio_records_with_bad_magic_or_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = rec_package(dir.path());
+    let rec = dir.path().join("rec/train.rec");
+    let mut bytes = std::fs::read(&rec).unwrap();
+    bytes[at[2]] = 0;
+    bytes[at[5] + 6] = 0x30;
+    std::fs::write(&rec, bytes).unwrap();
+    let toml = "format = \"insightface-rec\"\npath = \"rec\"\nsize = 8\n";
+    let err = run_err(toml, dir.path());
+    assert!(
+        err.contains(&format!("train.rec` record 2 at byte {}: bad magic", at[2])),
+        "{err}"
+    );
+    let (out, all) = run(&stage(&format!("{toml}on-error = \"skip\"\n")), dir.path()).unwrap();
+    assert_eq!((all.len(), all.info.skipped), (4, 2));
+    let examples = out.summary["skipped-examples"].to_string();
+    assert!(
+        examples.contains("record 2")
+            && examples.contains("record 5")
+            && examples.contains("length"),
+        "{examples}"
+    );
+}
+
+/// Issue #11 (11): folder links are not followed, and names read from
+/// pair lists cannot leave the dataset folder.
+#[test]
+fn links_and_names_cannot_leave_the_dataset_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..15u8 {
+        write(
+            &dir.path().join(format!("img/c{}/{i}.png", i % 2)),
+            &png(4, i),
+        );
+    }
+    std::os::unix::fs::symlink("..", dir.path().join("img/c0/loop")).unwrap();
+    let toml = "format = \"image-folder\"\npath = \"img\"\nsize = 4\n";
+    let err = run_err(toml, dir.path());
+    assert!(
+        err.contains("c0/loop`: symlink to the folder `..` is not followed"),
+        "{err}"
+    );
+    let (_, all) = run(&stage(&format!("{toml}on-error = \"skip\"\n")), dir.path()).unwrap();
+    assert_eq!((all.len(), all.info.skipped), (15, 1));
+
+    write(&dir.path().join("lfw/Ann/Ann_0001.jpg"), &jpeg(1));
+    write(
+        &dir.path().join("lfw/pairs.txt"),
+        b"1\t1\nAnn\t1\t1\n../../../etc\t1\tAnn\t1\n",
+    );
+    let err = run_err("format = \"lfw-pairs\"\npath = \"lfw\"\n", dir.path());
+    assert!(
+        err.contains("pairs.txt` line 3: name `../../../etc`"),
+        "{err}"
+    );
+    // A person's folder that is a link out of the dataset folder.
+    write(&dir.path().join("elsewhere/Bo_0001.jpg"), &jpeg(2));
+    std::os::unix::fs::symlink("../elsewhere", dir.path().join("lfw/Bo")).unwrap();
+    write(
+        &dir.path().join("lfw/pairs.txt"),
+        b"1\t1\nAnn\t1\t1\nAnn\t1\tBo\t1\n",
+    );
+    let err = run_err("format = \"lfw-pairs\"\npath = \"lfw\"\n", dir.path());
+    assert!(
+        err.contains("lfw/Bo/Bo_0001.jpg`: resolves outside the dataset folder"),
+        "{err}"
+    );
+
+    std::fs::remove_file(dir.path().join("img/c0/loop")).unwrap();
+    write(&dir.path().join("outside.txt"), b"1 c0/0.png c0/2.png\n");
+    let err = run_err(&format!("{toml}trials = \"../outside.txt\"\n"), dir.path());
+    assert!(
+        err.contains("trial list is not inside the dataset folder"),
+        "{err}"
+    );
+}
+
+/// Issue #11 (17): empty inputs were 0-item datasets (or dropped a class)
+/// with success; each is now an error naming the file or folder.
+#[test]
+fn empty_inputs_are_errors_naming_the_file_or_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    rec_package(dir.path());
+    std::fs::write(dir.path().join("rec/train.rec"), b"").unwrap();
+    std::fs::write(dir.path().join("rec/train.idx"), b"").unwrap();
+    let err = run_err("format = \"insightface-rec\"\npath = \"rec\"\n", dir.path());
+    assert!(err.contains("rec/train.rec`: is empty"), "{err}");
+
+    write(&dir.path().join("lfw/Ann/Ann_0001.jpg"), &jpeg(1));
+    write(&dir.path().join("lfw/pairs.txt"), b"Ann\t1\t1\n");
+    let err = run_err("format = \"lfw-pairs\"\npath = \"lfw\"\n", dir.path());
+    assert!(
+        err.contains("pairs.txt` line 1: expected a header"),
+        "{err}"
+    );
+
+    write(&dir.path().join("img/a/0.png"), &png(4, 1));
+    std::fs::create_dir_all(dir.path().join("img/b")).unwrap();
+    let toml = "format = \"image-folder\"\npath = \"img\"\nsize = 4\n";
+    let err = run_err(toml, dir.path());
+    assert!(err.contains("img/b`: class folder has no files"), "{err}");
+    let (_, all) = run(&stage(&format!("{toml}on-error = \"skip\"\n")), dir.path()).unwrap();
+    assert_eq!(
+        (all.len(), all.info.classes.clone(), all.info.skipped),
+        (1, vec!["a".to_owned()], 1)
+    );
+
+    write(&dir.path().join("m/0.json"), b"{\"data\": []}");
+    let err = run_err("format = \"mnist-json\"\npath = \"m\"\n", dir.path());
+    assert!(err.contains("m/1.json`: is missing"), "{err}");
+
+    let empty = crate::data::pickle_bin::PairFile {
+        images: vec![],
+        same: vec![],
+    };
+    write(
+        &dir.path().join("e.bin"),
+        &crate::data::pickle_bin::encode_py2(&empty),
+    );
+    let err = run_err("format = \"bin-pairs\"\npath = \"e.bin\"\n", dir.path());
+    assert!(err.contains("e.bin`: holds no pairs"), "{err}");
 }
