@@ -6,7 +6,7 @@
 //! results/ab/<key>.json      Manifest, written (fsynced) after its blobs
 //! records/<pipeline>.json   what went into each stage's last key
 //! runs/<run-id>/run.json     one record per run (logs sit beside it)
-//! stats/ab/<hash of path>    stat records of a hashed file or folder
+//! stats/<pipeline>.bin       stat records of the files a pipeline hashed
 //! verified/ab/<digest>       the stat an object had when last verified
 //! ```
 //!
@@ -83,6 +83,28 @@ pub struct StageRecord {
     pub inputs: BTreeMap<String, String>,
 }
 
+/// What a pipeline's records file keeps of one stage: what went into its
+/// last key, and the result it resolved to with the stat of that result's
+/// file. While the file keeps that stat, the manifest here is its content,
+/// so a no-op rerun does not read every result file.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StageState {
+    /// What went into the key.
+    pub record: StageRecord,
+    /// The result under that key, as last read or written.
+    #[serde(default)]
+    pub result: Option<KnownResult>,
+}
+
+/// A manifest and the stat of `results/ab/<key>.json` when it was read.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct KnownResult {
+    /// The result file's stat.
+    pub stat: ObjectStat,
+    /// Its content.
+    pub manifest: Manifest,
+}
+
 /// One `tuneflow run`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RunRecord {
@@ -99,8 +121,9 @@ pub struct RunRecord {
     pub metrics: BTreeMap<String, serde_json::Value>,
 }
 
-/// The stat an object had when its bytes last hashed to its name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The stat an object had when its bytes last hashed to its name (also
+/// used for result files: any rewrite changes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ObjectStat {
     /// Size in bytes.
     pub size: u64,
@@ -180,6 +203,24 @@ impl Index {
         read_json(&self.result_path(key), || format!("result {}", key.short()))
     }
 
+    /// The stat of the result file of `key`, if there is one.
+    pub fn result_stat(&self, key: &StageDigest) -> Option<ObjectStat> {
+        std::fs::metadata(self.result_path(key))
+            .ok()
+            .map(|m| ObjectStat::of(&m))
+    }
+
+    /// The manifest cached under `key`, and the stat of its file (taken
+    /// before reading it: a rewrite in between changes the stat).
+    pub fn known_result(&self, key: &StageDigest) -> Result<Option<KnownResult>, CacheError> {
+        let Some(stat) = self.result_stat(key) else {
+            return Ok(None);
+        };
+        Ok(self
+            .result(key)?
+            .map(|manifest| KnownResult { stat, manifest }))
+    }
+
     /// Records a manifest durably. Call only after every blob the manifest
     /// names is durable in the store.
     pub fn put_result(&self, key: &StageDigest, manifest: &Manifest) -> Result<(), CacheError> {
@@ -213,12 +254,12 @@ impl Index {
             .join(format!("{}.json", &id[..16]))
     }
 
-    /// What went into each stage's key last time, in pipeline `pipeline`
-    /// (by stage name).
+    /// What went into each stage's key last time, in pipeline `pipeline`,
+    /// and the result it resolved to (by stage name).
     pub fn stage_records(
         &self,
         pipeline: &str,
-    ) -> Result<BTreeMap<String, StageRecord>, CacheError> {
+    ) -> Result<BTreeMap<String, StageState>, CacheError> {
         let path = self.stage_records_path(pipeline);
         Ok(read_json(&path, || format!("stage records of `{pipeline}`"))?.unwrap_or_default())
     }
@@ -227,7 +268,7 @@ impl Index {
     pub fn put_stage_records(
         &self,
         pipeline: &str,
-        records: &BTreeMap<String, StageRecord>,
+        records: &BTreeMap<String, StageState>,
     ) -> Result<(), CacheError> {
         let bytes = serde_json::to_vec(records).expect("records serialize");
         write_atomic(&self.stage_records_path(pipeline), &bytes, false)
@@ -277,18 +318,19 @@ impl Index {
         }
     }
 
-    fn stat_path(&self, key: &[u8]) -> PathBuf {
-        fan_out(&self.root.join("stats"), &blake3::hash(key).to_hex(), "")
+    fn stat_bucket_path(&self, bucket: &str) -> PathBuf {
+        let id = blake3::hash(bucket.as_bytes()).to_hex();
+        self.root.join("stats").join(format!("{}.bin", &id[..16]))
     }
 
-    /// The stat record of a hashed root.
-    pub(crate) fn stat_record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, CacheError> {
-        read_bytes(&self.stat_path(key))
+    /// The stat records of a bucket (a pipeline's), as written.
+    pub(crate) fn stat_bucket(&self, bucket: &str) -> Result<Option<Vec<u8>>, CacheError> {
+        read_bytes(&self.stat_bucket_path(bucket))
     }
 
-    /// Replaces the stat record of a hashed root.
-    pub(crate) fn put_stat_record(&self, key: &[u8], record: &[u8]) -> Result<(), CacheError> {
-        write_atomic(&self.stat_path(key), record, false)
+    /// Replaces the stat records of a bucket.
+    pub(crate) fn put_stat_bucket(&self, bucket: &str, bytes: &[u8]) -> Result<(), CacheError> {
+        write_atomic(&self.stat_bucket_path(bucket), bytes, false)
     }
 
     fn verified_path(&self, d: &BlobDigest) -> PathBuf {

@@ -18,7 +18,10 @@ mod tree;
 
 pub use digest::{Blob, BlobDigest, Digest, StageDigest, StageKey};
 pub use error::CacheError;
-pub use index::{Index, Manifest, ObjectStat, OutputEntry, OutputKind, RunRecord, StageRecord};
+pub use index::{
+    Index, KnownResult, Manifest, ObjectStat, OutputEntry, OutputKind, RunRecord, StageRecord,
+    StageState,
+};
 pub use key::{CacheKey, KeyHasher, CACHE_FORMAT_VERSION};
 pub use lock::{CacheLock, LockError};
 pub use stat_cache::{hash_path, HashedPath, StatCache};

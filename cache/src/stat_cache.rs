@@ -7,8 +7,11 @@
 //! back by hand (`touch -d`), while ctime cannot. A file whose timestamps are
 //! too close to when it was recorded ("racy", as git calls it) is re-read.
 
+use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::digest::BlobDigest;
 use crate::error::{CacheError, IoContext};
@@ -53,44 +56,46 @@ impl StatEntry {
     }
 }
 
-/// Hashes paths, remembering stats in the index. Records read once are
-/// kept in memory (a pipeline whose stages share a dependency reads its
-/// record once); every use still compares them with a fresh stat.
-pub struct StatCache<'a> {
-    index: &'a Index,
-    records: std::sync::Mutex<std::collections::HashMap<Vec<u8>, std::sync::Arc<Record>>>,
+/// Hashes paths, remembering stats in the index. The records of one
+/// bucket (a pipeline's) live in one file, read once and written back by
+/// [`StatCache::save`] when something changed; every use compares a record
+/// with a fresh stat.
+pub struct StatCache {
+    index: Index,
+    bucket: String,
+    records: Mutex<Option<HashMap<Vec<u8>, Arc<Record>>>>,
+    dirty: AtomicBool,
 }
 
-impl<'a> StatCache<'a> {
-    /// A stat cache over `index`'s `stats` records.
-    pub fn new(index: &'a Index) -> Self {
+impl StatCache {
+    /// A stat cache over `index`'s records of `bucket`.
+    pub fn new(index: &Index, bucket: &str) -> Self {
         Self {
-            index,
-            records: std::sync::Mutex::default(),
+            index: index.clone(),
+            bucket: bucket.to_owned(),
+            records: Mutex::new(None),
+            dirty: AtomicBool::new(false),
         }
     }
 
-    fn record(&self, key: &[u8]) -> Result<std::sync::Arc<Record>, CacheError> {
-        if let Some(r) = self.records.lock().expect("stat records lock").get(key) {
-            return Ok(r.clone());
+    fn with_records<T>(
+        &self,
+        f: impl FnOnce(&mut HashMap<Vec<u8>, Arc<Record>>) -> T,
+    ) -> Result<T, CacheError> {
+        let mut guard = self.records.lock().expect("stat records lock");
+        if guard.is_none() {
+            let bytes = self.index.stat_bucket(&self.bucket)?;
+            *guard = Some(bytes.as_deref().map(decode_bucket).unwrap_or_default());
         }
-        let r = std::sync::Arc::new(
-            self.index
-                .stat_record(key)?
-                .and_then(|b| decode(&b))
-                .unwrap_or_default(),
-        );
-        self.records
-            .lock()
-            .expect("stat records lock")
-            .insert(key.to_vec(), r.clone());
-        Ok(r)
+        Ok(f(guard.as_mut().expect("just loaded")))
     }
 
     /// Hashes `path` (a file or a folder), reusing unchanged records.
     pub fn hash(&self, path: &Path) -> Result<HashedPath, CacheError> {
         let key = path.as_os_str().as_encoded_bytes();
-        let old = self.record(key)?;
+        let old = self
+            .with_records(|r| r.get(key).cloned())?
+            .unwrap_or_default();
         let meta = std::fs::metadata(path).ctx("read", path)?;
         let now = now_nanos();
         let (hashed, entries) = if meta.is_dir() {
@@ -99,14 +104,61 @@ impl<'a> StatCache<'a> {
             hash_single(path, &meta, &old)?
         };
         if hashed.files_read > 0 || old.1.len() != entries.len() {
-            self.index.put_stat_record(key, &encode(now, &entries))?;
-            self.records
-                .lock()
-                .expect("stat records lock")
-                .insert(key.to_vec(), std::sync::Arc::new((now, entries)));
+            self.with_records(|r| r.insert(key.to_vec(), Arc::new((now, entries))))?;
+            self.dirty.store(true, Ordering::SeqCst);
         }
         Ok(hashed)
     }
+
+    /// Writes the bucket back if a record changed since it was read.
+    pub fn save(&self) -> Result<(), CacheError> {
+        if !self.dirty.swap(false, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let bytes = self.with_records(|r| encode_bucket(r))?;
+        self.index.put_stat_bucket(&self.bucket, &bytes)
+    }
+}
+
+/// A bucket: `TFB1`, then (key length u32, key, record length u32,
+/// record) for every hashed root.
+fn encode_bucket(records: &HashMap<Vec<u8>, Arc<Record>>) -> Vec<u8> {
+    let mut out = b"TFB1".to_vec();
+    let mut keys: Vec<&Vec<u8>> = records.keys().collect();
+    keys.sort();
+    for k in keys {
+        let (at, entries) = &*records[k];
+        let rec = encode(*at, entries);
+        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.extend_from_slice(k);
+        out.extend_from_slice(&(rec.len() as u32).to_le_bytes());
+        out.extend_from_slice(&rec);
+    }
+    out
+}
+
+/// Reads a bucket; a damaged one is an empty cache (files are hashed again).
+fn decode_bucket(data: &[u8]) -> HashMap<Vec<u8>, Arc<Record>> {
+    let mut out = HashMap::new();
+    let Some(mut rest) = data.strip_prefix(b"TFB1") else {
+        return out;
+    };
+    let next = |rest: &mut &[u8]| -> Option<Vec<u8>> {
+        let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        let item = rest.get(4..4 + len)?.to_vec();
+        *rest = &rest[4 + len..];
+        Some(item)
+    };
+    while !rest.is_empty() {
+        let (Some(k), Some(rec)) = (next(&mut rest), next(&mut rest)) else {
+            return HashMap::new();
+        };
+        match decode(&rec) {
+            Some(r) => out.insert(k, Arc::new(r)),
+            None => return HashMap::new(),
+        };
+    }
+    out
 }
 
 /// Hashes a path without a stat cache (reads every file).
@@ -304,13 +356,24 @@ mod tests {
         std::fs::write(data.join("a"), b"one").unwrap();
         std::fs::write(data.join("sub/b"), b"two").unwrap();
         leave_racy_window();
-        let cache = StatCache::new(&index);
+        let cache = StatCache::new(&index, "t");
         let first = cache.hash(&data).unwrap();
         assert_eq!(first.files_read, 2);
         assert_eq!(first.digest, hash_path(&data).unwrap().digest);
         let second = cache.hash(&data).unwrap();
         assert_eq!(second.files_read, 0);
         assert_eq!(second.digest, first.digest);
+        // Saved and read back by another process: still nothing to read.
+        cache.save().unwrap();
+        let reread = StatCache::new(&index, "t").hash(&data).unwrap();
+        assert_eq!((reread.files_read, reread.digest), (0, first.digest));
+        assert_eq!(
+            StatCache::new(&index, "other")
+                .hash(&data)
+                .unwrap()
+                .files_read,
+            2
+        );
 
         // Same size, mtime restored by hand: ctime still changes.
         let meta = std::fs::metadata(data.join("a")).unwrap();

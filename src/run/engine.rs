@@ -13,7 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tuneflow_cache::{Manifest, OutputEntry, OutputKind, StageDigest, Tree};
+use tuneflow_cache::{
+    KnownResult, Manifest, ObjectStat, OutputEntry, OutputKind, StageDigest, StageRecord,
+    StageState, Tree,
+};
 use tuneflow_stages::{CancelFlag, EventSink, Inputs};
 
 use super::backend::{JobControl, StageBackend, StageFailure, StageResult};
@@ -99,15 +102,15 @@ pub struct Engine {
     /// The pipeline.
     pub plan: Arc<Plan>,
     cache: Cache,
+    /// The run's stat cache, shared by every lookup, saved after each
+    /// committed stage.
+    stats: tuneflow_cache::StatCache,
     outcomes: Mutex<Vec<Outcome>>,
     /// Decisions made in the first pass, used when the stage runs.
     decided: Mutex<Vec<Option<Decision>>>,
     /// What went into each stage's key (saved with [`Engine::save_records`]),
     /// and whether it changed since it was read.
-    records: Mutex<(
-        std::collections::BTreeMap<String, tuneflow_cache::StageRecord>,
-        bool,
-    )>,
+    records: Mutex<(std::collections::BTreeMap<String, StageState>, bool)>,
     reporter: Reporter,
     /// Set on Ctrl-C; stages poll it.
     pub cancel: CancelFlag,
@@ -141,7 +144,9 @@ impl Engine {
             .index
             .stage_records(&plan.file.to_string_lossy())
             .unwrap_or_default();
+        let stats = tuneflow_cache::StatCache::new(&cache.index, &plan.file.to_string_lossy());
         Self {
+            stats,
             records: Mutex::new((records, false)),
             outcomes: Mutex::new(vec![Outcome::Pending; n]),
             decided: Mutex::new(vec![None; n]),
@@ -192,7 +197,8 @@ impl Engine {
     }
 
     fn lookup(&self) -> Lookup<'_> {
-        Lookup::new(&self.plan, &self.cache.index, &self.cache.store)
+        let stats = super::lookup::Stats::Shared(&self.stats);
+        Lookup::with_stats(&self.plan, &self.cache.index, &self.cache.store, stats)
     }
 
     /// Serves from the cache every pending stage it can without running
@@ -216,9 +222,10 @@ impl Engine {
                 record,
                 manifest,
                 restore,
+                result_stat,
             }) = &decision
             {
-                if self.serve(i, record, manifest, restore) {
+                if self.serve(i, record, manifest, restore, *result_stat) {
                     continue;
                 }
             }
@@ -226,6 +233,7 @@ impl Engine {
             blocked[i] = true;
             remaining.push(i);
         }
+        self.save_records();
         remaining
     }
 
@@ -234,9 +242,10 @@ impl Engine {
     fn serve(
         &self,
         i: usize,
-        record: &tuneflow_cache::StageRecord,
+        record: &StageRecord,
         manifest: &Manifest,
         restore: &[String],
+        result_stat: ObjectStat,
     ) -> bool {
         let ps = &self.plan.stages[i];
         for name in restore {
@@ -248,7 +257,7 @@ impl Engine {
                 return false;
             }
         }
-        self.save_record(&ps.name, record);
+        self.save_record(&ps.name, record, Some((result_stat, manifest)));
         self.reporter.send(RunEvent::StageCached {
             stage: ps.name.clone(),
             key: record.key.to_hex(),
@@ -259,17 +268,34 @@ impl Engine {
         true
     }
 
-    fn save_record(&self, stage: &str, record: &tuneflow_cache::StageRecord) {
+    /// Remembers what went into `stage`'s key, and the result (with its
+    /// file's stat) it resolved to.
+    fn save_record(
+        &self,
+        stage: &str,
+        record: &StageRecord,
+        result: Option<(ObjectStat, &Manifest)>,
+    ) {
+        let state = StageState {
+            record: record.clone(),
+            result: result.map(|(stat, m)| KnownResult {
+                stat,
+                manifest: m.clone(),
+            }),
+        };
         let mut records = self.records.lock().expect("records lock");
-        if records.0.get(stage) != Some(record) {
-            records.0.insert(stage.to_owned(), record.clone());
+        if records.0.get(stage) != Some(&state) {
+            records.0.insert(stage.to_owned(), state);
             records.1 = true;
         }
     }
 
-    /// Writes the key records if any changed (after each committed stage,
-    /// and at the end of the run): `status` explains with them.
+    /// Writes the stat cache and the key records if they changed (after the
+    /// first pass, after each committed stage, and at the end of the run).
     pub fn save_records(&self) {
+        if let Err(e) = self.stats.save() {
+            tracing::warn!("failed to save the stat cache: {e}");
+        }
         let mut records = self.records.lock().expect("records lock");
         if !records.1 {
             return;
@@ -343,8 +369,9 @@ impl Engine {
                 record,
                 manifest,
                 restore,
+                result_stat,
             } => {
-                if self.serve(i, &record, &manifest, &restore) {
+                if self.serve(i, &record, &manifest, &restore, result_stat) {
                     return Ok(Outcome::Cached(record.key, manifest));
                 }
                 (record, "a cached output could not be restored".to_owned())
@@ -388,7 +415,7 @@ impl Engine {
     fn run_blocking(
         &self,
         i: usize,
-        record: tuneflow_cache::StageRecord,
+        record: StageRecord,
         reason: &str,
         gpus: Vec<u32>,
     ) -> Result<Outcome, StageFailure> {
@@ -441,7 +468,8 @@ impl Engine {
         let key = job.record.key;
         self.cache.index.put_result(&key, &manifest)?;
         self.remember_verified(&manifest);
-        self.save_record(&ps.name, &job.record);
+        let stat = self.cache.index.result_stat(&key);
+        self.save_record(&ps.name, &job.record, stat.map(|s| (s, &manifest)));
         self.save_records();
         let _ = std::fs::remove_dir_all(&job.context.checkpoints);
         self.reporter.send(RunEvent::StageFinished {
@@ -533,12 +561,7 @@ impl Engine {
     }
 
     /// The job for stage `i`.
-    fn job(
-        &self,
-        i: usize,
-        record: tuneflow_cache::StageRecord,
-        gpus: Vec<u32>,
-    ) -> Result<StageJob, StageFailure> {
+    fn job(&self, i: usize, record: StageRecord, gpus: Vec<u32>) -> Result<StageJob, StageFailure> {
         let ps = &self.plan.stages[i];
         let layout = &self.cache.layout;
         fs_err::create_dir_all(&self.run_dir).map_err(|e| StageFailure::Internal(e.to_string()))?;

@@ -47,7 +47,7 @@ pub fn compute(
     plan: &Plan,
     i: usize,
     manifest_of: &dyn Fn(usize) -> Option<Manifest>,
-    stats: &StatCache<'_>,
+    stats: &StatCache,
 ) -> Result<StageRecord, KeyError> {
     let ps = &plan.stages[i];
     let mut inputs = BTreeMap::new();

@@ -9,8 +9,8 @@
 use std::path::Path;
 
 use tuneflow_cache::{
-    BlobDigest, CacheError, Index, Manifest, ObjectStat, ObjectStore, OutputEntry, OutputKind,
-    StageRecord, StatCache, Tree,
+    BlobDigest, CacheError, Index, KnownResult, Manifest, ObjectStat, ObjectStore, OutputEntry,
+    OutputKind, StageDigest, StageRecord, StageState, StatCache, Tree,
 };
 
 use super::keys::{self, KeyError};
@@ -28,6 +28,8 @@ pub enum Decision {
         manifest: Manifest,
         /// Workspace outputs to restore.
         restore: Vec<String>,
+        /// The stat of the result's file when it was read.
+        result_stat: ObjectStat,
     },
     /// The stage must run, and why.
     Miss {
@@ -43,6 +45,24 @@ impl Decision {
     pub fn record(&self) -> &StageRecord {
         match self {
             Self::Hit { record, .. } | Self::Miss { record, .. } => record,
+        }
+    }
+}
+
+/// The stat cache a lookup hashes through: its own, or a run's.
+pub enum Stats<'a> {
+    /// A stat cache of the lookup's own.
+    Own(StatCache),
+    /// A run's, shared by every lookup of the run.
+    Shared(&'a StatCache),
+}
+
+impl std::ops::Deref for Stats<'_> {
+    type Target = StatCache;
+    fn deref(&self) -> &StatCache {
+        match self {
+            Self::Own(s) => s,
+            Self::Shared(s) => s,
         }
     }
 }
@@ -63,26 +83,35 @@ pub struct Lookup<'a> {
     plan: &'a Plan,
     index: &'a Index,
     store: &'a ObjectStore,
-    stats: StatCache<'a>,
-    /// What went into each stage's key last time, read once when needed.
-    records: std::sync::OnceLock<std::collections::BTreeMap<String, StageRecord>>,
+    stats: Stats<'a>,
+    /// What went into each stage's key last time and the result it
+    /// resolved to, read once.
+    records: std::sync::OnceLock<std::collections::BTreeMap<String, StageState>>,
 }
 
 impl<'a> Lookup<'a> {
-    /// A lookup of `plan`'s stages in a cache.
+    /// A lookup of `plan`'s stages in a cache, with a stat cache of its
+    /// own (read-only: `status`, `export`).
     pub fn new(plan: &'a Plan, index: &'a Index, store: &'a ObjectStore) -> Self {
+        let stats = StatCache::new(index, &plan.file.to_string_lossy());
+        Self::with_stats(plan, index, store, Stats::Own(stats))
+    }
+
+    /// A lookup hashing through `stats` (a run keeps one for all its
+    /// lookups, and saves it).
+    pub fn with_stats(
+        plan: &'a Plan,
+        index: &'a Index,
+        store: &'a ObjectStore,
+        stats: Stats<'a>,
+    ) -> Self {
         Self {
             plan,
             index,
             store,
-            stats: StatCache::new(index),
+            stats,
             records: std::sync::OnceLock::new(),
         }
-    }
-
-    /// The stat cache lookups hash through.
-    pub fn stats(&self) -> &StatCache<'a> {
-        &self.stats
     }
 
     /// Decides stage `i`. `manifest_of(j)` gives the result of each
@@ -100,13 +129,14 @@ impl<'a> Lookup<'a> {
                 reason: "forced".into(),
             });
         }
-        let Some(manifest) = self.index.result(&record.key)? else {
-            let records = self.records.get_or_init(|| {
-                let pipeline = self.plan.file.to_string_lossy();
-                self.index.stage_records(&pipeline).unwrap_or_default()
-            });
-            let previous = records.get(&self.plan.stages[i].name);
-            let reason = keys::explain(previous, &record);
+        let known = self.known(i, &record.key)?;
+        let Some(KnownResult {
+            stat: result_stat,
+            manifest,
+        }) = known
+        else {
+            let previous = self.records().get(&self.plan.stages[i].name);
+            let reason = keys::explain(previous.map(|s| &s.record), &record);
             return Ok(Decision::Miss { record, reason });
         };
         let ps = &self.plan.stages[i];
@@ -136,7 +166,31 @@ impl<'a> Lookup<'a> {
             record,
             manifest,
             restore,
+            result_stat,
         })
+    }
+
+    fn records(&self) -> &std::collections::BTreeMap<String, StageState> {
+        self.records.get_or_init(|| {
+            let pipeline = self.plan.file.to_string_lossy();
+            self.index.stage_records(&pipeline).unwrap_or_default()
+        })
+    }
+
+    /// The result under `key`: as the pipeline's records file remembers it
+    /// while the result's file keeps the stat it had then, else read.
+    fn known(&self, i: usize, key: &StageDigest) -> Result<Option<KnownResult>, CacheError> {
+        let remembered = self
+            .records()
+            .get(&self.plan.stages[i].name)
+            .filter(|s| s.record.key == *key)
+            .and_then(|s| s.result.as_ref());
+        if let Some(r) = remembered {
+            if self.index.result_stat(key) == Some(r.stat) {
+                return Ok(Some(r.clone()));
+            }
+        }
+        self.index.known_result(key)
     }
 
     /// Whether the workspace copy of a declared output has the cached

@@ -252,3 +252,26 @@ fn status_and_export_work_while_a_run_holds_the_cache() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     looper.join().unwrap();
 }
+
+/// A pipeline remembers the results its stages resolved to, so a no-op
+/// rerun reads no result file; a result rewritten since (here by another
+/// pipeline on the same cache, forcing the stage) is read again, never
+/// served from memory.
+#[test]
+fn a_rewritten_result_is_never_served_from_a_pipelines_memory() {
+    let f = Fixture::new();
+    let stage = "[stage.s]\nkind = \"command\"\ncmd = \"date +%s%N > o.txt\"\nouts = [\"o.txt\"]\n";
+    f.write("a.toml", stage).write("b.toml", stage);
+    f.run_ok("a.toml", &[]);
+    f.run_ok("a.toml", &[]);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    f.run_ok("b.toml", &["--force", "s"]);
+    let forced = f.read("o.txt");
+    let r = f.run_ok("a.toml", &[]);
+    assert_eq!(r.stages("stage-cached"), ["s"]);
+    assert_eq!(
+        f.read("o.txt"),
+        forced,
+        "a stale manifest would restore the old bytes"
+    );
+}
