@@ -39,7 +39,7 @@ pub enum Command {
     ExecStage(ExecStageArgs),
     /// Copies a cached stage output out of the cache (embeddings as .npy or .safetensors).
     Export(ExportArgs),
-    /// Prints the evaluation metrics of the latest run (or its change since the previous one).
+    /// Prints the evaluation metrics of the pipeline as it is now (--diff: against an earlier run).
     Metrics(MetricsArgs),
     /// Builds the small real datasets the tests and the demo use.
     Fixtures(crate::fixtures::FixtureArgs),
@@ -137,7 +137,10 @@ pub enum ExportFormat {
 pub struct MetricsArgs {
     /// The pipeline file.
     pub pipeline: PathBuf,
-    /// Compare the latest run with the previous run of this pipeline.
+    /// Overrides, as for `run`: the metrics of that variant.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Also show the most recent earlier run whose result differs.
     #[arg(long)]
     pub diff: bool,
     /// One JSON object per stage.

@@ -78,7 +78,7 @@ fn flatten(report: &serde_json::Value) -> BTreeMap<String, f64> {
 
 /// Runs `tuneflow metrics`.
 pub fn metrics(args: &MetricsArgs, cache_flag: Option<&Path>) -> Result<i32, RunError> {
-    let plan = pipeline::load(&args.pipeline, &[])?;
+    let plan = pipeline::load(&args.pipeline, &args.set)?;
     let layout = layout_for(cache_flag, Some(&plan), Some(&args.pipeline));
     let cache = Cache::open_shared(layout)?;
     let lookup = Lookup::new(&plan, &cache.index, &cache.store);
