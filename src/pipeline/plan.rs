@@ -166,6 +166,7 @@ pub(super) struct Draft {
     pub(super) header: Option<std::ops::Range<usize>>,
     pub(super) stage: Arc<dyn Stage>,
     pub(super) after: Vec<Spanned<String>>,
+    pub(super) uses: Vec<Spanned<String>>,
     pub(super) deps: Vec<Spanned<String>>,
     pub(super) outs: Vec<Spanned<String>>,
     pub(super) outputs: Vec<String>,
@@ -189,6 +190,11 @@ pub fn plan(spec: &PipelineSpec) -> Result<Plan, PipelineError> {
     diags.extend(errors);
     let header = read_pipeline_table(&pipeline, &mut diags);
     let mut drafts = Vec::new();
+    let names: Vec<String> = stages
+        .entries
+        .iter()
+        .map(|(k, _)| k.value.clone())
+        .collect();
     for (name, value) in &stages.entries {
         let ValueKind::Table(table) = &value.kind else {
             diags.push(Diagnostic {
@@ -199,14 +205,12 @@ pub fn plan(spec: &PipelineSpec) -> Result<Plan, PipelineError> {
             });
             continue;
         };
-        if let Some(d) = draft_stage(
-            name,
-            value.span.clone(),
-            table,
-            &params,
-            header.seed,
-            &mut diags,
-        ) {
+        let shared = Shared {
+            params: &params,
+            seed: header.seed,
+            stages: &names,
+        };
+        if let Some(d) = draft_stage(name, value.span.clone(), table, &shared, &mut diags) {
             drafts.push(d);
         }
     }
@@ -298,12 +302,18 @@ fn read_pipeline_table(t: &Table, diags: &mut Vec<Diagnostic>) -> Header {
     }
 }
 
+/// What every stage's builder sees besides its own table.
+struct Shared<'a> {
+    params: &'a Table,
+    seed: i64,
+    stages: &'a [String],
+}
+
 fn draft_stage(
     name: &Spanned<String>,
     header: Option<std::ops::Range<usize>>,
     table: &Table,
-    params: &Table,
-    seed: i64,
+    shared: &Shared<'_>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Draft> {
     if name.value.is_empty()
@@ -326,8 +336,9 @@ fn draft_stage(
     let built = kind.as_ref().and_then(|kind| {
         let cx = BuildContext {
             name: &name.value,
-            params,
-            seed,
+            params: shared.params,
+            seed: shared.seed,
+            stages: shared.stages,
         };
         build_stage(kind, &cx, &r)
     });
@@ -374,6 +385,7 @@ fn draft_stage(
         header,
         stage: Arc::from(decl.stage),
         after,
+        uses: decl.uses,
         deps,
         outs,
         outputs: decl.outputs,

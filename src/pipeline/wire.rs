@@ -30,6 +30,12 @@ pub(super) fn wire(drafts: &[Draft], diags: &mut Vec<Diagnostic>) -> Option<Vec<
                 }
             }
         }
+        for u in &d.uses {
+            if let Some((j, output)) = wire_use(d, u, drafts, &by_name, diags) {
+                upstream[i].push(j);
+                inputs[i].insert(u.value.clone(), Input::Output { stage: j, output });
+            }
+        }
         for dep in &d.deps {
             wire_dep(i, &dep.value, &producers, &mut inputs[i], &mut upstream[i]);
         }
@@ -127,6 +133,37 @@ fn wire_ref(
         })
         .collect();
     Some((j, names))
+}
+
+/// Resolves a reference to one output (`${stage.output}`, or `${stage}`:
+/// its only output, or its kind's main one).
+fn wire_use(
+    d: &Draft,
+    u: &Spanned<String>,
+    drafts: &[Draft],
+    by_name: &BTreeMap<&str, usize>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<(usize, String)> {
+    let (j, names) = wire_ref(d, u, drafts, by_name, diags)?;
+    if names.len() == 1 {
+        return names.into_iter().next().map(|(_, o)| (j, o));
+    }
+    let main = tuneflow_stages::kinds::find(drafts[j].stage.kind()).and_then(|k| k.main);
+    if let Some((_, o)) = names.iter().find(|(_, o)| Some(o.as_str()) == main) {
+        return Some((j, o.clone()));
+    }
+    let outs: Vec<&str> = names.iter().map(|(_, o)| o.as_str()).collect();
+    diags.push(Diagnostic {
+        message: format!(
+            "stage `{}` has outputs {}; name one",
+            u.value,
+            outs.join(", ")
+        ),
+        span: u.span.clone(),
+        label: "which output?".into(),
+        help: Some(format!("write `${{{}.OUTPUT}}`", u.value)),
+    });
+    None
 }
 
 /// A dep equal to, or inside, another stage's out reads that output; a dep

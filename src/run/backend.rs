@@ -138,6 +138,7 @@ mod tests {
             cmd: cmd.into(),
             outs: outs.iter().map(|s| s.to_string()).collect(),
             env: Default::default(),
+            uses: vec![],
         };
         let record = crate::run::keys::record(
             stage.kind(),

@@ -587,38 +587,43 @@ impl Engine {
         })
     }
 
-    /// Stage `i`'s resolved inputs.
+    /// Stage `i`'s resolved inputs. An upstream `outs` entry is its
+    /// workspace path; any other output is its object in the store. A
+    /// folder output also lists its files' objects, which built-in kinds
+    /// read in place (a command's folder can be a typed artifact).
     fn inputs(&self, i: usize) -> Inputs {
         let store = &self.cache.store;
         let mut inputs = Inputs::default();
         for (name, input) in &self.plan.stages[i].inputs {
-            let path = match input {
-                Input::File(p) => self.plan.dir.join(p),
-                Input::Output { stage, output }
-                    if self.plan.stages[*stage].outs.contains(output) =>
-                {
-                    self.plan.dir.join(output)
+            let (stage, output) = match input {
+                Input::File(p) => {
+                    inputs.paths.insert(name.clone(), self.plan.dir.join(p));
+                    continue;
                 }
-                Input::Output { stage, output } => {
-                    let Some(entry) = self
-                        .manifest_of(*stage)
-                        .and_then(|m| m.output(output).cloned())
-                    else {
-                        continue;
-                    };
-                    if entry.kind == OutputKind::Tree {
-                        // Folder outputs are read in place from the store.
-                        if let Ok(tree) = Tree::load(store, &entry.digest) {
-                            let files = tree
-                                .entries
-                                .iter()
-                                .map(|e| (e.path.clone(), store.path_of(&e.digest)))
-                                .collect();
-                            inputs.trees.insert(name.clone(), files);
-                        }
-                    }
-                    store.path_of(&entry.digest)
+                Input::Output { stage, output } => (*stage, output),
+            };
+            let Some(entry) = self
+                .manifest_of(stage)
+                .and_then(|m| m.output(output).cloned())
+            else {
+                continue;
+            };
+            inputs.upstream.insert(name.clone());
+            if entry.kind == OutputKind::Tree {
+                if let Ok(tree) = Tree::load(store, &entry.digest) {
+                    let files = tree
+                        .entries
+                        .iter()
+                        .map(|e| (e.path.clone(), store.path_of(&e.digest)))
+                        .collect();
+                    inputs.trees.insert(name.clone(), files);
                 }
+            }
+            let path = if self.plan.stages[stage].outs.contains(output) {
+                self.plan.dir.join(output)
+            } else {
+                inputs.stored.insert(name.clone());
+                store.path_of(&entry.digest)
             };
             inputs.paths.insert(name.clone(), path);
         }

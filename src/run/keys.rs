@@ -275,8 +275,8 @@ embeddings = "ext"
     const SNAPSHOT: &[(&str, u32, &str)] = &[
         (
             "command",
-            1,
-            "04266393f42253ab8dfbb77588bd71b10f49c6b567e586ee974a428660cc5ce4",
+            2,
+            "429a71c0035f68a96234b918e9cd6745a80bef04cdda38c88e77f90993c02f8d",
         ),
         (
             "ingest",

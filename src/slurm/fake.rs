@@ -111,6 +111,7 @@ fn job(dir: &Path, cmd: &str, outs: &[&str]) -> StageJob {
         cmd: cmd.into(),
         outs: outs.iter().map(|s| s.to_string()).collect(),
         env: Default::default(),
+        uses: vec![],
     };
     let record = crate::run::keys::record(
         stage.kind(),

@@ -32,6 +32,7 @@ pub mod process;
 pub mod rng;
 mod stage;
 pub mod train;
+pub mod views;
 pub mod worker;
 
 pub use device::Device;

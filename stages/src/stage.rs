@@ -92,6 +92,9 @@ pub struct BuildContext<'a> {
     pub params: &'a Table,
     /// `[pipeline] seed`.
     pub seed: i64,
+    /// Every stage name of the pipeline (a command's `${name}` refers to a
+    /// stage only when one has that name).
+    pub stages: &'a [String],
 }
 
 /// A kind's builder: reads the stage's table, records every error in the
@@ -111,6 +114,10 @@ pub struct StageDecl {
     pub outs: Vec<Spanned<String>>,
     /// Named outputs kept in the cache only (e.g. `dataset`, `train`).
     pub outputs: Vec<String>,
+    /// References to one output each, as written (`"stage.output"`, or
+    /// `"stage"` for its only or main output): the stage gets the input
+    /// under exactly that name (a command's `${stage.output}`).
+    pub uses: Vec<Spanned<String>>,
 }
 
 /// What a stage may use at once.
@@ -132,10 +139,18 @@ pub struct Resources {
 pub struct Inputs {
     /// For each referenced output or dependency, where it is.
     pub paths: BTreeMap<String, PathBuf>,
-    /// For each referenced folder output kept in the cache: its files,
-    /// relative path -> the blob in the object store (read in place, never
+    /// For each referenced folder output: its files, relative path -> the
+    /// blob in the object store (built-in kinds read them in place, never
     /// copied).
     pub trees: BTreeMap<String, BTreeMap<String, PathBuf>>,
+    /// The inputs whose path is in the object store (not a workspace file):
+    /// never to be handed to the user's code as they are (see
+    /// [`crate::views`]).
+    #[serde(default)]
+    pub stored: std::collections::BTreeSet<String>,
+    /// The inputs that are upstream stages' outputs (not file deps).
+    #[serde(default)]
+    pub upstream: std::collections::BTreeSet<String>,
 }
 
 impl Inputs {

@@ -275,3 +275,56 @@ fn a_rewritten_result_is_never_served_from_a_pipelines_memory() {
         "a stale manifest would restore the old bytes"
     );
 }
+
+/// A command reads another stage's outputs through `${stage.output}`, the
+/// stage's main output through `${stage}`, and `TUNEFLOW_INPUT_*`; whatever
+/// it does to the paths it is given (write, truncate, chmod, rename,
+/// delete), the cache is unchanged.
+#[test]
+fn commands_read_outputs_through_views_that_cannot_touch_the_cache() {
+    let f = fixture();
+    f.write(
+        "p.toml",
+        r#"
+[stage.ing]
+kind = "ingest"
+format = "image-folder"
+path = "images"
+size = 8
+channels = 1
+split = { val = 0.25 }
+
+[stage.list]
+kind = "command"
+cmd = "ls ${ing.train} > list.txt && test \"$TUNEFLOW_INPUT_ING_TRAIN\" = ${ing.train} && test -d ${ing}"
+outs = ["list.txt"]
+
+[stage.vandal]
+kind = "command"
+cmd = "find ${ing.train} -type f -exec sh -c 'printf x >> \"$1\"; chmod 777 \"$1\"' _ {} \\; ; truncate -s 0 ${ing.train}/dataset.json; mv ${ing.train} moved; rm -rf moved; echo done > vandal.txt"
+outs = ["vandal.txt"]
+
+[stage.chain]
+kind = "command"
+cmd = "wc -l < ${list} > count.txt"
+outs = ["count.txt"]
+"#,
+    );
+    let r = f.run_ok("p.toml", &["--jobs", "1"]);
+    assert_eq!(r.stages("stage-finished").len(), 4, "{}", r.stdout);
+    assert!(
+        f.read("list.txt").contains("dataset.json"),
+        "{}",
+        f.read("list.txt")
+    );
+    assert_eq!(
+        f.read("count.txt").trim(),
+        f.read("list.txt").lines().count().to_string()
+    );
+    let v = f.tuneflow(&["cache", "verify", "p.toml"]);
+    assert_eq!(v.code, 0, "the vandal changed the cache: {}", v.stdout);
+    // Rerun the reader: it sees the original bytes.
+    let again = f.run_ok("p.toml", &["--force", "list"]);
+    assert_eq!(again.stages("stage-finished"), ["list"]);
+    assert_eq!(again.stages("stage-cached").len(), 3);
+}

@@ -52,6 +52,7 @@ pub fn build(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
         deps: vec![],
         outs: vec![],
         outputs: vec!["dataset".into(), "policy".into()],
+        uses: vec![],
     })
 }
 

@@ -22,23 +22,40 @@ const STDERR_TAIL_LINES: usize = 20;
 /// A configured `command` stage.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Command {
-    /// The command after `${params.x}` interpolation.
+    /// The command after `${params.x}` interpolation; `${stage}` and
+    /// `${stage.output}` are replaced by paths when it runs.
     pub cmd: String,
     /// Declared outputs, relative to the pipeline folder.
     pub outs: Vec<String>,
     /// Environment variables whose values enter the key: name -> value
     /// when the pipeline was loaded (`None`: unset).
     pub env: BTreeMap<String, Option<String>>,
+    /// Other stages' outputs it reads, as written (`extract.embeddings`,
+    /// or `extract` for its only or main output).
+    #[serde(default)]
+    pub uses: Vec<String>,
 }
 
 /// Builds a `command` stage from its params.
 pub fn build(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
     let cmd = r.required_str("cmd", "the shell command to run");
-    let deps = r.str_list("deps");
+    let (uses_in_deps, deps): (Vec<_>, Vec<_>) = r
+        .str_list("deps")
+        .into_iter()
+        .partition(|d| d.value.starts_with("${") && d.value.ends_with('}'));
     let outs = r.str_list("outs");
     let env = r.str_list("env");
-    let cmd = interpolate(cmd?, cx.params).map_err(|e| r.error(e)).ok()?;
+    let cmd = cmd?;
+    let mut uses = stage_refs(&cmd, cx.stages);
+    uses.extend(uses_in_deps.into_iter().map(|d| Spanned {
+        value: d.value[2..d.value.len() - 1].to_owned(),
+        span: d.span,
+    }));
+    uses.sort_by(|a, b| a.value.cmp(&b.value));
+    uses.dedup_by(|a, b| a.value == b.value);
+    let cmd = interpolate(cmd, cx.params).map_err(|e| r.error(e)).ok()?;
     let stage = Command {
+        uses: uses.iter().map(|u| u.value.clone()).collect(),
         cmd,
         // The key sees `./a.txt` and `a.txt` as the same output; the planner
         // reports paths that do not normalize.
@@ -60,7 +77,29 @@ pub fn build(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
         deps,
         outs,
         outputs: Vec::new(),
+        uses,
     })
+}
+
+/// The `${name}` and `${name.output}` in `cmd` whose `name` is a stage of
+/// the pipeline (other `${...}` are the shell's), without `:raw`.
+fn stage_refs(cmd: &Spanned<String>, stages: &[String]) -> Vec<Spanned<String>> {
+    let mut out = Vec::new();
+    let mut rest = cmd.value.as_str();
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else { break };
+        let token = after[..end].strip_suffix(":raw").unwrap_or(&after[..end]);
+        let stage = token.split('.').next().unwrap_or_default();
+        if stage != "params" && stages.iter().any(|s| s == stage) {
+            out.push(Spanned {
+                value: token.to_owned(),
+                span: cmd.span.clone(),
+            });
+        }
+        rest = &after[end + 1..];
+    }
+    out
 }
 
 /// Replaces `${params.name}` by the param's value quoted for the shell
@@ -120,9 +159,10 @@ pub fn shell_quote(text: &str) -> String {
 
 impl Kind for Command {
     const NAME: &'static str = "command";
-    const VERSION: u32 = 1;
+    // 2: `${stage.output}` references (the command text may hold them).
+    const VERSION: u32 = 2;
 
-    fn run(&self, cx: &StageContext, _inputs: &Inputs) -> Result<StageOutputs, StageError> {
+    fn run(&self, cx: &StageContext, inputs: &Inputs) -> Result<StageOutputs, StageError> {
         // Stale outputs must not satisfy "the command created its outputs".
         for out in &self.outs {
             let path = cx.workdir.join(out);
@@ -134,7 +174,8 @@ impl Kind for Command {
         let log =
             fs_err::File::create(&cx.log).map_err(|e| StageError::io("create", &cx.log, e))?;
         let log = Arc::new(Mutex::new(log.into_parts().0));
-        let mut spawned = self.spawn(cx)?;
+        let (cmd, env) = self.resolve_inputs(cx, inputs)?;
+        let mut spawned = self.spawn(cx, &cmd, &env)?;
         let child = &mut spawned.child;
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let readers = [
@@ -184,16 +225,54 @@ impl Kind for Command {
 }
 
 impl Command {
-    fn spawn(&self, cx: &StageContext) -> Result<Spawned, StageError> {
+    /// The command with `${stage.output}` replaced by paths, and the
+    /// `TUNEFLOW_INPUT_*` variables: every upstream output this stage reads
+    /// gets a view (see [`crate::views`]) or its workspace path.
+    fn resolve_inputs(
+        &self,
+        cx: &StageContext,
+        inputs: &Inputs,
+    ) -> Result<(String, Vec<(String, std::path::PathBuf)>), StageError> {
+        let views = cx.scratch.join("inputs");
+        let mut paths = BTreeMap::new();
+        for name in inputs.upstream.iter().chain(&self.uses) {
+            if !paths.contains_key(name) {
+                paths.insert(
+                    name.clone(),
+                    crate::views::materialize(name, inputs, &views)?,
+                );
+            }
+        }
+        let mut cmd = self.cmd.clone();
+        for name in &self.uses {
+            let path = paths[name].to_string_lossy().into_owned();
+            cmd = cmd
+                .replace(&format!("${{{name}:raw}}"), &path)
+                .replace(&format!("${{{name}}}"), &shell_quote(&path));
+        }
+        let env = paths
+            .into_iter()
+            .map(|(name, path)| (crate::views::env_name(&name), path))
+            .collect();
+        Ok((cmd, env))
+    }
+
+    fn spawn(
+        &self,
+        cx: &StageContext,
+        cmd: &str,
+        env: &[(String, std::path::PathBuf)],
+    ) -> Result<Spawned, StageError> {
         let mut process = Process::new("sh");
         process
             .arg("-c")
-            .arg(&self.cmd)
+            .arg(cmd)
             .current_dir(&cx.workdir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .env("TUNEFLOW_STAGE", &cx.name);
+            .env("TUNEFLOW_STAGE", &cx.name)
+            .envs(env.iter().map(|(k, v)| (k, v)));
         if !cx.gpus.is_empty() {
             let ids: Vec<_> = cx.gpus.iter().map(u32::to_string).collect();
             process.env("CUDA_VISIBLE_DEVICES", ids.join(","));
@@ -288,6 +367,7 @@ mod tests {
             cmd: cmd.into(),
             outs: outs.iter().map(|s| s.to_string()).collect(),
             env: BTreeMap::new(),
+            uses: vec![],
         }
     }
 

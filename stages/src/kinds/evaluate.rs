@@ -120,6 +120,7 @@ pub fn build(_cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
         deps: trials_file.into_iter().collect(),
         outs: vec![],
         outputs: vec!["metrics".into(), "plots".into()],
+        uses: vec![],
     })
 }
 

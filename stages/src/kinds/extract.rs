@@ -46,6 +46,7 @@ pub fn build(_cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
         deps: vec![],
         outs: vec![],
         outputs: vec!["embeddings".into()],
+        uses: vec![],
     })
 }
 

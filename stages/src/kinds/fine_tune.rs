@@ -139,6 +139,7 @@ pub fn build(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
         deps,
         outs: vec![],
         outputs: vec!["model".into()],
+        uses: vec![],
     })
 }
 

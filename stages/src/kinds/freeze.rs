@@ -82,6 +82,7 @@ pub fn build(_cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
         deps: vec![],
         outs: vec![],
         outputs: vec!["model".into()],
+        uses: vec![],
     })
 }
 

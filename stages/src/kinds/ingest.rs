@@ -61,6 +61,7 @@ pub fn build(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
             .chain(waveform.iter())
             .map(|s| s.to_string())
             .collect(),
+        uses: vec![],
     })
 }
 

@@ -55,6 +55,7 @@ fn stage(toml: &str) -> Ingest {
             name: "ingest",
             params: &Table::default(),
             seed: 7,
+            stages: &[],
         },
         &r,
     );

@@ -28,16 +28,24 @@ pub struct KindInfo {
     pub torch: bool,
     /// One line on what it does, for `--help`.
     pub summary: &'static str,
+    /// The output a bare reference (`${stage}`) means when it has several.
+    pub main: Option<&'static str>,
     build: Builder,
     decode: fn(serde_json::Value) -> Result<Box<dyn Stage>, serde_json::Error>,
 }
 
 impl KindInfo {
-    const fn of<K: Kind>(build: Builder, torch: bool, summary: &'static str) -> Self {
+    const fn of<K: Kind>(
+        build: Builder,
+        torch: bool,
+        main: Option<&'static str>,
+        summary: &'static str,
+    ) -> Self {
         Self {
             name: K::NAME,
             torch,
             summary,
+            main,
             build,
             decode: decode_as::<K>,
         }
@@ -63,25 +71,49 @@ pub static KINDS: &[KindInfo] = &[
     KindInfo::of::<command::Command>(
         command::build,
         false,
+        None,
         "any program, with declared deps and outs",
     ),
     KindInfo::of::<ingest::Ingest>(
         ingest::build,
         false,
+        Some("dataset"),
         "a dataset on disk into a sharded dataset artifact",
     ),
     KindInfo::of::<augment::Augment>(
         augment::build,
         false,
+        Some("dataset"),
         "a seeded augmentation policy over a dataset",
     ),
-    KindInfo::of::<pretrain::Pretrain>(pretrain::build, true, "trains a backbone and head"),
-    KindInfo::of::<freeze::Freeze>(freeze::build, true, "marks modules of a model frozen"),
-    KindInfo::of::<fine_tune::FineTune>(fine_tune::build, true, "moves a model to a new task"),
-    KindInfo::of::<extract::Extract>(extract::build, true, "embeddings of a model for a dataset"),
+    KindInfo::of::<pretrain::Pretrain>(
+        pretrain::build,
+        true,
+        Some("model"),
+        "trains a backbone and head",
+    ),
+    KindInfo::of::<freeze::Freeze>(
+        freeze::build,
+        true,
+        Some("model"),
+        "marks modules of a model frozen",
+    ),
+    KindInfo::of::<fine_tune::FineTune>(
+        fine_tune::build,
+        true,
+        Some("model"),
+        "moves a model to a new task",
+    ),
+    KindInfo::of::<extract::Extract>(
+        extract::build,
+        true,
+        Some("embeddings"),
+        "embeddings of a model for a dataset",
+    ),
     KindInfo::of::<evaluate::Evaluate>(
         evaluate::build,
         false,
+        Some("metrics"),
         "identification and verification metrics",
     ),
 ];

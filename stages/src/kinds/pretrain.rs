@@ -29,6 +29,7 @@ pub fn build(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
         deps: vec![],
         outs: vec![],
         outputs: vec!["model".into()],
+        uses: vec![],
     })
 }
 
