@@ -29,6 +29,15 @@ pub enum RunError {
     /// Another run holds the cache.
     #[error(transparent)]
     Locked(#[from] tuneflow_cache::LockError),
+    /// Another run, with another cache folder, writes this pipeline's
+    /// outputs.
+    #[error("the pipeline folder `{folder}` is in use by another run (pid {pid}), with another cache folder")]
+    FolderInUse {
+        /// The pipeline's folder.
+        folder: std::path::PathBuf,
+        /// The other run.
+        pid: String,
+    },
 }
 
 impl From<crate::run::cache::OpenError> for RunError {
@@ -45,7 +54,7 @@ impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Pipeline(_) => exit::INVALID,
-            Self::Cache(_) | Self::Locked(_) => exit::CACHE,
+            Self::Cache(_) | Self::Locked(_) | Self::FolderInUse { .. } => exit::CACHE,
         }
     }
 

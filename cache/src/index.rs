@@ -233,18 +233,42 @@ impl Index {
         remove_file(&self.result_path(key))
     }
 
-    /// Every (key, manifest).
+    /// Every (key, manifest) that can be read (an unreadable result is a
+    /// miss; [`Index::drop_unreadable`] removes it).
     pub fn results(&self) -> Result<Vec<(StageDigest, Manifest)>, CacheError> {
         let mut out = Vec::new();
         for (hex, path) in fanned(&self.results_dir(), ".json")? {
             let Some(key) = StageDigest::from_hex(&hex) else {
                 continue;
             };
-            if let Some(m) = read_json(&path, || format!("result {}", key.short()))? {
-                out.push((key, m));
+            match read_json(&path, || format!("result {}", key.short())) {
+                Ok(Some(m)) => out.push((key, m)),
+                Ok(None) | Err(CacheError::CorruptRecord { .. }) => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(out)
+    }
+
+    /// Removes every result and run record that cannot be read (a
+    /// half-written file after a power cut, a file garbled by hand);
+    /// returns their paths.
+    pub fn drop_unreadable(&self) -> Result<Vec<PathBuf>, CacheError> {
+        let mut dropped = Vec::new();
+        for (_, path) in fanned(&self.results_dir(), ".json")? {
+            if read_json::<Manifest>(&path, String::new).is_err() {
+                remove_file(&path)?;
+                dropped.push(path);
+            }
+        }
+        for id in self.run_ids()? {
+            let path = self.run_dir(&id).join("run.json");
+            if path.exists() && read_json::<RunRecord>(&path, String::new).is_err() {
+                remove_file(&path)?;
+                dropped.push(path);
+            }
+        }
+        Ok(dropped)
     }
 
     fn stage_records_path(&self, pipeline: &str) -> PathBuf {
@@ -285,8 +309,7 @@ impl Index {
         write_atomic(&self.run_dir(id).join("run.json"), &bytes, false)
     }
 
-    /// Every recorded run, oldest first, with its id.
-    pub fn runs(&self) -> Result<Vec<(String, RunRecord)>, CacheError> {
+    fn run_ids(&self) -> Result<Vec<String>, CacheError> {
         let dir = self.root.join("runs");
         let mut ids: Vec<String> = match std::fs::read_dir(&dir) {
             Ok(rd) => rd
@@ -297,11 +320,18 @@ impl Index {
             Err(e) => return Err(CacheError::io("list", &dir, e)),
         };
         ids.sort();
+        Ok(ids)
+    }
+
+    /// Every recorded run that can be read, oldest first, with its id.
+    pub fn runs(&self) -> Result<Vec<(String, RunRecord)>, CacheError> {
         let mut out = Vec::new();
-        for id in ids {
-            let path = dir.join(&id).join("run.json");
-            if let Some(r) = read_json(&path, || format!("run record `{id}`"))? {
-                out.push((id, r));
+        for id in self.run_ids()? {
+            let path = self.run_dir(&id).join("run.json");
+            match read_json(&path, || format!("run record `{id}`")) {
+                Ok(Some(r)) => out.push((id, r)),
+                Ok(None) | Err(CacheError::CorruptRecord { .. }) => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(out)

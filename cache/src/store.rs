@@ -177,11 +177,18 @@ impl ObjectStore {
         };
         let dir = dest.parent().expect("restore targets have a parent");
         std::fs::create_dir_all(dir).ctx("create", dir)?;
-        let tmp = dir.join(format!(
-            ".{}.tuneflow-tmp-{}",
-            dest.file_name().and_then(|n| n.to_str()).unwrap_or("out"),
-            std::process::id()
-        ));
+        // The copy is made in the store's own temp folder when it is on the
+        // same filesystem (a killed restore then leaves nothing in the
+        // user's folder, and the next run clears it), else beside `dest`.
+        let tmp = if same_filesystem(&self.root.join("tmp"), dir) {
+            self.temp_path()
+        } else {
+            dir.join(format!(
+                ".{}.tuneflow-tmp-{}",
+                dest.file_name().and_then(|n| n.to_str()).unwrap_or("out"),
+                std::process::id()
+            ))
+        };
         let result = (|| {
             let mut out = std::fs::File::create(&tmp).ctx("create", &tmp)?;
             let mut hasher = blake3::Hasher::new();
@@ -286,6 +293,44 @@ impl ObjectStore {
                 .unwrap_or(0);
         }
         Ok((list.len() as u64, bytes))
+    }
+}
+
+fn same_filesystem(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev(),
+        _ => false,
+    }
+}
+
+impl ObjectStore {
+    /// Removes what killed processes of this host left in the store's temp
+    /// folder (a temp name holds the host and the pid of its writer; other
+    /// hosts' files, and live writers' files, are left alone). Returns the
+    /// bytes freed.
+    pub fn clear_stale_temps(&self) -> u64 {
+        let dir = self.root.join("tmp");
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().replace(['/', ' '], "_"))
+            .unwrap_or_else(|_| "host".into());
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return 0;
+        };
+        let mut freed = 0;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix(&format!("{host}-")) else {
+                continue;
+            };
+            let pid: Option<u32> = rest.split('-').next().and_then(|p| p.parse().ok());
+            let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+            if !alive {
+                freed += e.metadata().map(|m| m.len()).unwrap_or(0);
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        freed
     }
 }
 

@@ -38,6 +38,8 @@ struct Verified {
     missing: Vec<String>,
     #[serde(rename = "results-dropped")]
     results_dropped: usize,
+    #[serde(rename = "unreadable-records")]
+    unreadable_records: Vec<String>,
 }
 
 /// Re-hashes every object; quarantines corrupt ones; lists objects that
@@ -48,10 +50,12 @@ pub fn verify(args: &CacheArgs, flag: Option<&Path>) -> Result<i32, RunError> {
     let cache = Cache::open_exclusive(layout(args.pipeline.as_deref(), flag)?)?;
     let (store, index) = (&cache.store, &cache.index);
     let report = store.verify(&cache.layout.quarantine())?;
+    let unreadable = index.drop_unreadable()?;
     let mut v = Verified {
         event: "cache-verify",
         ok: report.ok,
         corrupt: report.corrupt,
+        unreadable_records: unreadable.iter().map(|p| p.display().to_string()).collect(),
         ..Default::default()
     };
     let mut missing = BTreeSet::new();
@@ -93,6 +97,9 @@ pub fn verify(args: &CacheArgs, flag: Option<&Path>) -> Result<i32, RunError> {
     for m in &v.missing {
         text.push_str(&format!("  missing: {m}\n"));
     }
+    for r in &v.unreadable_records {
+        text.push_str(&format!("  unreadable record removed: {r}\n"));
+    }
     if v.results_dropped > 0 {
         text.push_str(&format!(
             "{} cached results named them and will rerun\n",
@@ -100,11 +107,13 @@ pub fn verify(args: &CacheArgs, flag: Option<&Path>) -> Result<i32, RunError> {
         ));
     }
     emit(args.json, &v, text);
-    Ok(if v.corrupt.is_empty() && v.missing.is_empty() {
-        exit::SUCCESS
-    } else {
-        exit::CACHE
-    })
+    Ok(
+        if v.corrupt.is_empty() && v.missing.is_empty() && v.unreadable_records.is_empty() {
+            exit::SUCCESS
+        } else {
+            exit::CACHE
+        },
+    )
 }
 
 /// Shows counts and sizes: objects, results, runs, and what killed runs
@@ -114,7 +123,8 @@ pub fn du(args: &CacheArgs, flag: Option<&Path>) -> Result<i32, RunError> {
     let (objects, bytes) = cache.store.usage()?;
     let results = cache.index.results()?.len();
     let runs = cache.index.runs()?.len();
-    let scratch = dir_bytes(&cache.layout.scratch());
+    let scratch =
+        dir_bytes(&cache.layout.scratch()) + dir_bytes(&cache.layout.objects().join("tmp"));
     let checkpoints = dir_bytes(&cache.layout.checkpoints());
     let value = serde_json::json!({"event": "cache-du", "objects": objects, "bytes": bytes,
         "results": results, "runs": runs, "scratch-bytes": scratch, "checkpoint-bytes": checkpoints});
@@ -191,6 +201,7 @@ pub fn gc(args: &GcArgs, flag: Option<&Path>) -> Result<i32, RunError> {
     }
     let report = store.retain(&live)?;
     let _ = std::fs::remove_dir_all(cache.layout.scratch());
+    store.clear_stale_temps();
     let value = serde_json::json!({"event": "cache-gc", "results-removed": dropped, "objects-removed": report.removed, "objects-kept": report.kept, "freed-bytes": report.freed_bytes});
     let text = format!(
         "removed {dropped} results and {} objects ({}); kept {} objects\n",

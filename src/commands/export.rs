@@ -61,13 +61,31 @@ pub fn export(args: &ExportArgs, cache_flag: Option<&Path>) -> Result<i32, RunEr
         ))
     })?;
     let in_workspace = plan.stages[i].outs.contains(&entry.name);
-    if args.format == ExportFormat::Raw {
-        raw(&cache, &lookup, entry, in_workspace, &plan.dir, &args.to)?;
+    // Written beside `--to` under a temp name and renamed at the end: a
+    // failed or killed export leaves nothing at `--to`.
+    let tmp = temp_beside(&args.to);
+    let written = if args.format == ExportFormat::Raw {
+        raw(&cache, &lookup, entry, in_workspace, &plan.dir, &tmp)
     } else {
-        embeddings(&cache, entry, stage, args.format, &args.to)?;
+        embeddings(&cache, entry, stage, args.format, &tmp)
     }
+    .and_then(|()| {
+        std::fs::rename(&tmp, &args.to)
+            .map_err(|e| CacheError::io("rename into", &args.to, e).into())
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp).or_else(|_| std::fs::remove_file(&tmp));
+    }
+    written?;
     tracing::info!("exported {stage}.{} to {}", entry.name, args.to.display());
     Ok(exit::SUCCESS)
+}
+
+fn temp_beside(to: &Path) -> PathBuf {
+    let name = to
+        .file_name()
+        .map_or_else(|| "export".into(), |n| n.to_string_lossy().into_owned());
+    to.with_file_name(format!(".{name}.tuneflow-export-{}", std::process::id()))
 }
 
 fn why(plan: &pipeline::Plan, r: &Resolved) -> String {

@@ -36,12 +36,14 @@ pub fn run(args: &RunArgs, cache_flag: Option<&Path>) -> Result<i32, RunError> {
         .into());
     }
     let cache = Cache::open_exclusive(layout)?;
+    let _folder = lock_folder(&plan)?;
     // Holding the lock: whatever a killed run left running is ended before
     // anything runs, and what it left in the scratch folder goes.
     for ended in tuneflow_stages::process::end_leftovers(&cache.layout.running()) {
         tracing::warn!("ended {ended}, left running by an earlier run that was killed");
     }
     let _ = std::fs::remove_dir_all(cache.layout.scratch());
+    cache.store.clear_stale_temps();
     let (backend, slurm_jobs) = backend(&plan, args.executor)?;
     let options = EngineOptions {
         force: args.force.clone(),
@@ -64,6 +66,25 @@ pub fn run(args: &RunArgs, cache_flag: Option<&Path>) -> Result<i32, RunError> {
         RunEnd::Success => exit::SUCCESS,
         RunEnd::Failed => exit::STAGE_FAILED,
         RunEnd::Interrupted => exit::INTERRUPTED,
+    })
+}
+
+/// Outputs live in the pipeline's folder, whatever the cache folder: one
+/// run per folder at a time, through a lock in the user's temp folder
+/// named after the folder's real path.
+fn lock_folder(plan: &Plan) -> Result<tuneflow_cache::CacheLock, RunError> {
+    #[expect(unsafe_code, reason = "getuid(2) has no safe wrapper in std")]
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let folder = tuneflow_stages::paths::resolve(&plan.dir);
+    let hash = tuneflow_cache::BlobDigest::of(folder.as_os_str().as_encoded_bytes()).short();
+    let path = std::env::temp_dir()
+        .join(format!("tuneflow-{uid}"))
+        .join(hash)
+        .join("lock");
+    tuneflow_cache::CacheLock::acquire(&path).map_err(|e| match e {
+        tuneflow_cache::LockError::InUse { pid, .. } => RunError::FolderInUse { folder, pid },
+        other => other.into(),
     })
 }
 

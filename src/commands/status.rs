@@ -29,7 +29,8 @@ pub struct StageStatus {
 pub fn status(args: &StatusArgs, cache_flag: Option<&Path>) -> Result<i32, RunError> {
     let plan = pipeline::load(&args.pipeline, &args.set)?;
     let layout = layout_for(cache_flag, Some(&plan), Some(&args.pipeline));
-    let lines = match running(&layout) {
+    let running = running(&layout).filter(|s| s.pipeline == plan.file.display().to_string());
+    let lines = match running {
         Some(state) => from_running(&plan, &state),
         None => {
             let cache = Cache::open_shared(layout)?;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tuneflow_stages::paths::{normalize_dep, normalize_rel};
+use tuneflow_stages::paths::{normalize_dep, normalize_rel, resolve, symlinked_component};
 use tuneflow_stages::{
     build_stage, BuildContext, Device, ParamReader, Resources, Spanned, Stage, Table, ValueKind,
 };
@@ -74,14 +74,16 @@ impl Plan {
         self.stages.iter().position(|s| s.name == name)
     }
 
-    /// Every (stage, out) that is, contains or lies inside `path` (an
-    /// absolute path): a run writing or deleting it would touch `path`.
+    /// Every (stage, out) that is, contains or lies inside `path`, on
+    /// disk (symlinks and `..` resolved): a run writing or deleting it
+    /// would touch `path`.
     pub fn outs_touching(&self, path: &Path) -> Vec<(String, String)> {
+        let path = resolve(path);
         let mut out = Vec::new();
         for s in &self.stages {
             for o in &s.outs {
-                let full = self.dir.join(o);
-                if full.starts_with(path) || path.starts_with(&full) {
+                let full = resolve(&self.dir.join(o));
+                if full.starts_with(&path) || path.starts_with(&full) {
                     out.push((s.name.clone(), o.clone()));
                 }
             }
@@ -91,8 +93,9 @@ impl Plan {
 }
 
 /// Outputs are written, and deleted before their stage runs: none may be,
-/// contain or lie inside the pipeline file or the cache folder, and none
-/// may pass through a symlink (it could lead out of the pipeline folder).
+/// contain or lie inside the pipeline file or the cache folder (compared on
+/// disk: symlinks and `..` resolved), and none may pass through a symlink
+/// (it could lead out of the pipeline folder).
 fn check_outs_are_safe(
     drafts: &[Draft],
     dir: &Path,
@@ -100,23 +103,25 @@ fn check_outs_are_safe(
     cache: Option<&str>,
     diags: &mut Vec<Diagnostic>,
 ) {
-    let file_name = file.file_name().map(|n| n.to_string_lossy().into_owned());
-    let mut reserved: Vec<(String, &str)> = vec![(".tuneflow".into(), "the cache folder")];
-    if let Some(c) = cache.and_then(|c| normalize_rel(c).ok()) {
-        reserved.push((c, "the cache folder"));
+    let mut reserved: Vec<(PathBuf, &str)> =
+        vec![(resolve(&dir.join(".tuneflow")), "the cache folder")];
+    if let Some(c) = cache {
+        reserved.push((resolve(&dir.join(c)), "the cache folder"));
     }
-    if let Some(n) = file_name {
-        reserved.push((n, "the pipeline file"));
-    }
-    let inside = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
+    reserved.push((resolve(file), "the pipeline file"));
     for d in drafts {
         for out in &d.outs {
             let o = out.value.as_str();
-            if let Some((r, what)) = reserved.iter().find(|(r, _)| inside(o, r) || inside(r, o)) {
+            let full = resolve(&dir.join(o));
+            let clash = reserved
+                .iter()
+                .find(|(r, _)| full.starts_with(r) || r.starts_with(&full));
+            if let Some((r, what)) = clash {
                 diags.push(Diagnostic {
                     message: format!(
-                        "output `{o}` of stage `{}` overlaps {what} `{r}`",
-                        d.name.value
+                        "output `{o}` of stage `{}` overlaps {what} `{}`",
+                        d.name.value,
+                        r.strip_prefix(resolve(dir)).unwrap_or(r).display()
                     ),
                     span: out.span.clone(),
                     label: "a run deletes and rewrites its outputs".into(),
@@ -137,21 +142,6 @@ fn check_outs_are_safe(
             }
         }
     }
-}
-
-/// The first folder of `rel` (below `dir`) that exists and is a symlink.
-fn symlinked_component(dir: &Path, rel: &str) -> Option<String> {
-    let mut cur = dir.to_path_buf();
-    let parts: Vec<&str> = rel.split('/').collect();
-    for (n, part) in parts[..parts.len().saturating_sub(1)].iter().enumerate() {
-        cur.push(part);
-        match std::fs::symlink_metadata(&cur) {
-            Ok(m) if m.file_type().is_symlink() => return Some(parts[..=n].join("/")),
-            Ok(_) => {}
-            Err(_) => return None,
-        }
-    }
-    None
 }
 
 /// Loads, overrides and validates a pipeline file.

@@ -47,6 +47,13 @@ pub enum StageFailure {
         /// The damaged object.
         object: String,
     },
+    /// A file or folder the stage read changed while it ran: its outputs
+    /// are not committed.
+    #[error("input `{input}` changed while the stage ran; its outputs were not kept (run again)")]
+    InputChanged {
+        /// The input's name.
+        input: String,
+    },
     /// The cluster failed the job (or lost it beyond the retries).
     #[error("{0}")]
     Cluster(String),

@@ -443,6 +443,7 @@ impl Engine {
         };
         let started = Instant::now();
         let result = self.options.backend.run(&job, &ctl)?;
+        self.inputs_unchanged(i, &job.record)?;
         self.commit(i, job, result, started.elapsed().as_secs_f64())
     }
 
@@ -525,6 +526,32 @@ impl Engine {
                         object: d.to_hex(),
                     });
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Hashes again (through the stat cache) every workspace file or folder
+    /// stage `i` read: one changed while it ran (an editor, a checkout, a
+    /// process another stage left behind) means its outputs may come from
+    /// bytes its key does not name, so they are not committed.
+    fn inputs_unchanged(&self, i: usize, record: &StageRecord) -> Result<(), StageFailure> {
+        let ps = &self.plan.stages[i];
+        for (name, input) in &ps.inputs {
+            let path = match input {
+                Input::File(p) => self.plan.dir.join(p),
+                Input::Output { stage, output }
+                    if self.plan.stages[*stage].outs.contains(output) =>
+                {
+                    self.plan.dir.join(output)
+                }
+                Input::Output { .. } => continue,
+            };
+            let now = self.stats.hash(&path).map(|h| h.digest.to_hex()).ok();
+            if now.as_ref() != record.inputs.get(name) {
+                return Err(StageFailure::InputChanged {
+                    input: name.clone(),
+                });
             }
         }
         Ok(())

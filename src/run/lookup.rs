@@ -190,7 +190,12 @@ impl<'a> Lookup<'a> {
                 return Ok(Some(r.clone()));
             }
         }
-        self.index.known_result(key)
+        match self.index.known_result(key) {
+            // An unreadable result (garbled, half-written) is a miss: the
+            // stage reruns and writes it again.
+            Err(CacheError::CorruptRecord { .. }) => Ok(None),
+            other => other,
+        }
     }
 
     /// Whether the workspace copy of a declared output has the cached

@@ -1,6 +1,47 @@
 //! Paths a pipeline declares must stay inside the pipeline's folder.
 
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
+
+/// `path` as the filesystem will see it: its longest existing ancestor
+/// with symlinks and `..` resolved, then the rest (which does not exist
+/// yet) normalized. Two paths overlap on disk iff their resolutions do.
+pub fn resolve(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let parts: Vec<Component<'_>> = absolute.components().collect();
+    for k in (1..=parts.len()).rev() {
+        let prefix: PathBuf = parts[..k].iter().collect();
+        let Ok(mut out) = std::fs::canonicalize(&prefix) else {
+            continue;
+        };
+        for c in &parts[k..] {
+            match c {
+                Component::ParentDir => {
+                    out.pop();
+                }
+                Component::Normal(s) => out.push(s),
+                _ => {}
+            }
+        }
+        return out;
+    }
+    absolute
+}
+
+/// The first folder of `rel` (below `dir`) that exists and is a symlink:
+/// writing `rel` would go wherever it points.
+pub fn symlinked_component(dir: &Path, rel: &str) -> Option<String> {
+    let mut cur = dir.to_path_buf();
+    let parts: Vec<&str> = rel.split('/').collect();
+    for (n, part) in parts[..parts.len().saturating_sub(1)].iter().enumerate() {
+        cur.push(part);
+        match std::fs::symlink_metadata(&cur) {
+            Ok(m) if m.file_type().is_symlink() => return Some(parts[..=n].join("/")),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+    None
+}
 
 /// Normalizes a relative path (`./a//b/` -> `a/b`) or says why it is refused.
 #[doc = "Normalizes a relative path."]
@@ -54,6 +95,24 @@ pub fn normalize_dep(p: &str) -> Result<String, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolve_follows_links_and_dots_of_what_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().canonicalize().unwrap();
+        std::fs::create_dir_all(d.join("out/cache")).unwrap();
+        std::os::unix::fs::symlink(d.join("out"), d.join("link")).unwrap();
+        assert_eq!(resolve(&d.join("x/../out/cache")), d.join("out/cache"));
+        assert_eq!(
+            resolve(&d.join("link/cache/new/y")),
+            d.join("out/cache/new/y")
+        );
+        assert_eq!(
+            symlinked_component(&d, "link/cache/z").as_deref(),
+            Some("link")
+        );
+        assert_eq!(symlinked_component(&d, "out/cache/z"), None);
+    }
 
     #[test]
     fn normalizes_and_rejects_escapes() {

@@ -76,8 +76,18 @@ fn record_group(dir: &Path, pgid: u32) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join(format!("{pgid}"));
     let start = start_time(pgid).unwrap_or(0);
-    std::fs::write(&path, format!("{pgid} {start} {}\n", boot_id()))?;
+    let me = std::process::id();
+    let my_start = start_time(me).unwrap_or(0);
+    std::fs::write(
+        &path,
+        format!("{pgid} {start} {} {me} {my_start}\n", boot_id()),
+    )?;
     Ok(path)
+}
+
+/// Whether the process `pid` that started at `start` still runs.
+fn alive_since(pid: u32, start: u64) -> bool {
+    start_time(pid) == Some(start)
 }
 
 /// Ends every process group that a run killed before it could clean up
@@ -94,7 +104,16 @@ pub fn end_leftovers(registry: &Path) -> Vec<String> {
         let path = e.path();
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         let fields: Vec<&str> = text.split_whitespace().collect();
-        if let [pgid, start, b] = fields[..] {
+        // The group of a runner that still runs (a run of another cache on
+        // the same records, or a lock deleted by hand) is not a leftover.
+        if let [_, _, _, runner, since] = fields[..] {
+            if let (Ok(runner), Ok(since)) = (runner.parse::<u32>(), since.parse::<u64>()) {
+                if alive_since(runner, since) {
+                    continue;
+                }
+            }
+        }
+        if let [pgid, start, b, ..] = fields[..] {
             if let (Ok(pgid), Ok(start)) = (pgid.parse::<u32>(), start.parse::<u64>()) {
                 // A live leader with another start time is a reused pid: the
                 // kernel never reuses a pid while a group of that id lives.
@@ -124,7 +143,7 @@ pub fn wait_group_gone(pgid: u32, limit: Duration) {
 
 /// Whether a live (not zombie) process is in the group. Zombies are left
 /// out: orphans are reaped by PID 1, which in some containers never does.
-fn group_alive(pgid: u32) -> bool {
+pub fn group_alive(pgid: u32) -> bool {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return false;
     };

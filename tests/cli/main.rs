@@ -9,6 +9,7 @@ mod demo;
 mod failures;
 mod fuzz_pipeline;
 mod harness;
+mod hostile;
 mod invalid;
 mod layers;
 mod resume;

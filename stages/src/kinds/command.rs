@@ -164,6 +164,9 @@ impl Kind for Command {
 
     fn run(&self, cx: &StageContext, inputs: &Inputs) -> Result<StageOutputs, StageError> {
         // Stale outputs must not satisfy "the command created its outputs".
+        // A link made since the pipeline was loaded must not lead the
+        // removal out of the pipeline's folder.
+        self.refuse_links(cx)?;
         for out in &self.outs {
             let path = cx.workdir.join(out);
             remove_path(&path)?;
@@ -183,6 +186,16 @@ impl Kind for Command {
             pipe_to_log(child.stderr.take(), &log, Some(tail.clone())),
         ];
         let status = wait_or_cancel(child, cx)?;
+        // Whatever the command left running in its group ends with it: a
+        // process writing an output after the commit would change bytes
+        // the cache already named.
+        let pgid = child.id();
+        if crate::process::group_alive(pgid) {
+            crate::process::kill_group(pgid, libc::SIGTERM);
+            crate::process::wait_group_gone(pgid, Duration::from_millis(500));
+            crate::process::kill_group(pgid, libc::SIGKILL);
+            crate::process::wait_group_gone(pgid, Duration::from_secs(5));
+        }
         // A background process the command left behind may hold the pipes
         // open; wait for the readers briefly, never forever.
         let deadline = Instant::now() + Duration::from_secs(1);
@@ -205,6 +218,8 @@ impl Kind for Command {
                 log: cx.log.clone(),
             });
         }
+        // Nor may the command's own links make outputs of outside files.
+        self.refuse_links(cx)?;
         let mut paths = Vec::new();
         for out in &self.outs {
             let path = cx.workdir.join(out);
@@ -225,6 +240,18 @@ impl Kind for Command {
 }
 
 impl Command {
+    /// Fails when a folder on the way to an output is a symlink.
+    fn refuse_links(&self, cx: &StageContext) -> Result<(), StageError> {
+        for out in &self.outs {
+            if let Some(link) = crate::paths::symlinked_component(&cx.workdir, out) {
+                return Err(StageError::Other(format!(
+                    "output `{out}` goes through the symlink `{link}`, which would lead it out of the pipeline's folder"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The command with `${stage.output}` replaced by paths, and the
     /// `TUNEFLOW_INPUT_*` variables: every upstream output this stage reads
     /// gets a view (see [`crate::views`]) or its workspace path.
