@@ -64,9 +64,14 @@ pub struct FixtureArgs {
     /// Held-out (target) speakers (at most 24).
     #[arg(long, default_value_t = 24)]
     pub target_speakers: usize,
-    /// Utterances per target speaker (3 go to train, the rest to test).
+    /// Utterances per target speaker (`--target-train` of them train, the
+    /// rest test).
     #[arg(long, default_value_t = 10)]
     pub target_utterances: usize,
+    /// Training (enrolment) utterances per target speaker: the demo is
+    /// one-shot, the setting transfer learning is for.
+    #[arg(long, default_value_t = 1)]
+    pub target_train: usize,
     /// MNIST images per digit to write.
     #[arg(long, default_value_t = 200)]
     pub digits_per_class: usize,
@@ -89,6 +94,12 @@ pub fn fixtures(args: &FixtureArgs) -> Result<i32, RunError> {
         eprintln!("fixtures in `{}` are up to date", args.out.display());
         return Ok(exit::SUCCESS);
     }
+    if !args.no_speakers && !(1..args.target_utterances).contains(&args.target_train) {
+        return Err(fail(format!(
+            "--target-train {} must be at least 1 and below --target-utterances {} (the rest are the test set)",
+            args.target_train, args.target_utterances
+        )));
+    }
     std::fs::create_dir_all(&args.out)
         .map_err(|e| fail(format!("failed to create `{}`: {e}", args.out.display())))?;
     if !args.no_speakers {
@@ -100,7 +111,7 @@ pub fn fixtures(args: &FixtureArgs) -> Result<i32, RunError> {
             &args.out.join("speakers/pretrain"),
             &pre,
             args.pretrain_utterances,
-            1,
+            Split::LastValidates,
             10001,
         )
         .map_err(fail)?;
@@ -111,7 +122,7 @@ pub fn fixtures(args: &FixtureArgs) -> Result<i32, RunError> {
             &args.out.join("speakers/target"),
             &held,
             args.target_utterances,
-            3,
+            Split::FirstTrain(args.target_train),
             20001,
         )
         .map_err(fail)?;
@@ -181,11 +192,32 @@ fn speakers(n: usize, voice: impl Fn(usize) -> String) -> Vec<Speaker> {
 /// One utterance to render: (relative path, voice, pitch, speed, text).
 type Job = (String, String, i64, i64, String);
 
+/// How a corpus's utterances are split in `iden_split.txt`.
+#[derive(Debug, Clone, Copy)]
+enum Split {
+    /// Pretraining speakers: the last utterance validates, the rest train.
+    LastValidates,
+    /// Target speakers: the first N train (and enrol), the rest test.
+    FirstTrain(usize),
+}
+
+impl Split {
+    /// The `iden_split.txt` set of utterance `u` of `n`.
+    fn set(self, u: usize, n: usize) -> u8 {
+        match self {
+            Self::LastValidates if u + 1 == n => 2,
+            Self::LastValidates => 1,
+            Self::FirstTrain(train) if u < train => 1,
+            Self::FirstTrain(_) => 3,
+        }
+    }
+}
+
 fn write_corpus(
     root: &Path,
     speakers: &[Speaker],
     utterances: usize,
-    train: usize,
+    split_by: Split,
     first_id: usize,
 ) -> Result<(), String> {
     let mut jobs: Vec<Job> = Vec::new();
@@ -201,19 +233,7 @@ fn write_corpus(
             let pitch = (spk.pitch + rng.below(13) as i64 - 6).clamp(0, 99);
             let speed = spk.speed + rng.below(25) as i64 - 12;
             let rel = format!("{id}/v{:02}/{:05}.wav", u % 3, u + 1);
-            // Pretraining speakers: the last utterance validates; target
-            // speakers: the first `train` utterances train, the rest test.
-            let set = if train == 1 {
-                if u + 1 == utterances {
-                    2
-                } else {
-                    1
-                }
-            } else if u < train {
-                1
-            } else {
-                3
-            };
+            let set = split_by.set(u, utterances);
             split.push_str(&format!("{set} {rel}\n"));
             if set != 1 {
                 held_out.push(rel.clone());

@@ -121,7 +121,8 @@ fn fixtures_build_corpora_that_ingest_reads() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let split = f.read("fx/speakers/target/iden_split.txt");
     assert_eq!(split.lines().count(), 10);
-    assert_eq!(split.lines().filter(|l| l.starts_with("3 ")).count(), 4);
+    // One training (enrolment) utterance per target speaker by default.
+    assert_eq!(split.lines().filter(|l| l.starts_with("3 ")).count(), 8);
     assert!(f
         .read("fx/speakers/target/veri_test.txt")
         .lines()
@@ -135,6 +136,15 @@ fn fixtures_build_corpora_that_ingest_reads() {
         std::fs::read(f.path(&format!("fx/{wav}"))).unwrap(),
         std::fs::read(again.path(&format!("fx/{wav}"))).unwrap()
     );
+    // Every target speaker keeps at least one test utterance.
+    let bad = f.tuneflow(&["fixtures", "--out", "fx2", "--target-train", "10"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("--target-train 10") && bad.stderr.contains("--target-utterances 10"),
+        "{}",
+        bad.stderr
+    );
+    assert!(!f.path("fx2").exists());
     // Idempotent and fast once built.
     let t = std::time::Instant::now();
     assert!(f.tuneflow(&args).stderr.contains("up to date"));
