@@ -290,8 +290,8 @@ embeddings = "ext"
         ),
         (
             "pretrain",
-            3,
-            "7537bbe08c86ce9c5761ab9fc8069c6af79056d33f3deb7983585b2e8c084ee7",
+            4,
+            "0a2d78c459190ff8d2cc990726ac63fceb491e8ad1033d781ede80af740ebe86",
         ),
         (
             "freeze",
@@ -300,8 +300,8 @@ embeddings = "ext"
         ),
         (
             "fine-tune",
-            2,
-            "ddd8b5b680190aeae05e76e5c0b858cc99b853fd00048e921ae926820d994c0e",
+            3,
+            "cc42d1725d5eb178bc5d2d0208c98a0f75b6394fa1994863d4cd27b1f848879b",
         ),
         (
             "extract",

@@ -190,7 +190,7 @@ fn digits() -> PathBuf {
 /// The image track (`pipelines/digits.toml`: digits 0-4 -> 5-9, five
 /// images per class): transfer wins top-1 on the file's seed and two
 /// others, each one, and EER on their mean (BENCHMARKS.md: top-1 on 12 of
-/// 12 seeds, EER on 10 of 12).
+/// 12 seeds, EER on 11 of 12).
 #[test]
 fn digits_transfer_wins_top1_on_every_seed() {
     let f = Fixture::new();

@@ -201,3 +201,69 @@ batch = 16
         }
     }
 }
+
+/// The `model` digests of the named stages, in order.
+fn models(r: &crate::harness::Run, names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .map(|n| {
+            r.events()
+                .into_iter()
+                .find(|e| e["stage"] == *n && e.get("outputs").is_some())
+                .unwrap_or_else(|| panic!("{n} did not finish"))["outputs"]["model"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Issue #11, case 18: the default seed derives from the pipeline seed and
+/// the stage's name, so two stages with the same config start from
+/// different weights; the same explicit `seed` makes them identical, and a
+/// `seed` of its own restarts one stage without touching the others.
+#[test]
+fn training_seeds_derive_from_the_stage_name_unless_given() {
+    let f = digits_fixture(1, 0.05, 20);
+    let twin = |name: &str, seed: &str| {
+        format!(
+            "\n[stage.{name}]\nkind = \"pretrain\"\ndata = \"digits.train\"\n\
+             model = {{ depth = 10, width = 8, embedding = 32 }}\nepochs = 1\nbatch = 16\n{seed}\n"
+        )
+    };
+    let base = pipeline(1, 0.05, 20);
+    let base = &base[..base.find("[stage.pretrain]").unwrap()];
+    f.write(
+        "p.toml",
+        &format!("{base}{}{}", twin("a", ""), twin("b", "")),
+    );
+    let r = f.run_ok("p.toml", &[]);
+    let m = models(&r, &["a", "b"]);
+    assert_ne!(
+        m[0], m[1],
+        "same config, different names: different weights"
+    );
+
+    let given = "seed = 12345";
+    f.write(
+        "p.toml",
+        &format!("{base}{}{}", twin("a", given), twin("b", given)),
+    );
+    let r = f.run_ok("p.toml", &[]);
+    let same = models(&r, &["a", "b"]);
+    assert_eq!(same[0], same[1], "the same seed gives the same weights");
+
+    // A stage's own seed: only that stage reruns.
+    let r = f.run_ok("p.toml", &["--set", "b.seed=7"]);
+    let mut cached = r.stages("stage-cached");
+    cached.sort();
+    assert_eq!(cached, ["a", "digits"]);
+    assert_ne!(models(&r, &["b"])[0], same[1]);
+    let bad = f.tuneflow(&["run", "p.toml", "--set", "b.seed=\"x\""]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("`seed` must be an integer"),
+        "{}",
+        bad.stderr
+    );
+}

@@ -18,7 +18,6 @@ use tuneflow_stages::data::dataset::DatasetReader;
 use tuneflow_stages::data::loader::{Batch, Loader, LoaderConfig};
 use tuneflow_stages::formats::model::ModelFolderConfig;
 use tuneflow_stages::formats::policy::AugmentPolicy;
-use tuneflow_stages::rng::hash_str;
 use tuneflow_stages::train::config::TrainConfig;
 use tuneflow_stages::train::schedule::Schedule;
 use tuneflow_stages::worker::{EpochStats, TrainJob, TrainResult, ValNumbers, WorkerEvent};
@@ -117,9 +116,10 @@ pub fn run(spec: &TrainJob) -> Result<(), String> {
         train,
         val,
         seed: spec.seed as u64,
-        stage_seed: policy
-            .as_ref()
-            .map_or_else(|| hash_str(&spec.stage), |p| p.stage),
+        // The augment stage's own seed part for its ops; without one, the
+        // training seed alone (which already derives from the stage's name
+        // unless given) decides the order, so equal seeds train alike.
+        stage_seed: policy.as_ref().map_or(0, |p| p.stage),
         bf16: cfg.precision == "bf16",
     };
     let steps_per_epoch = (run.train.len() / cfg.batch.max(1)).max(1) as u64;

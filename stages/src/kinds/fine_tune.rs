@@ -145,7 +145,7 @@ pub fn build(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
 
 impl Kind for FineTune {
     const NAME: &'static str = "fine-tune";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const NOT_IN_KEY: &'static [&'static str] = &["device"];
 
     fn run(&self, cx: &StageContext, inputs: &Inputs) -> Result<StageOutputs, StageError> {

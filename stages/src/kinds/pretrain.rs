@@ -35,7 +35,7 @@ pub fn build(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
 
 impl Kind for Pretrain {
     const NAME: &'static str = "pretrain";
-    const VERSION: u32 = 3;
+    const VERSION: u32 = 4;
     const NOT_IN_KEY: &'static [&'static str] = &["device"];
 
     fn run(&self, cx: &StageContext, inputs: &Inputs) -> Result<StageOutputs, StageError> {

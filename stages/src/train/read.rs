@@ -207,7 +207,8 @@ pub fn device(r: &ParamReader<'_>) -> Option<Device> {
 }
 
 /// The seed of a training stage's random choices (initial weights, data
-/// order, sampling): the stage's `seed` param, else the pipeline seed.
+/// order, sampling): the stage's `seed` param, else one derived from the
+/// pipeline seed and the stage's name (see [`derived_seed`]).
 pub fn seed(r: &ParamReader<'_>, cx: &BuildContext<'_>) -> i64 {
     match r.raw("seed") {
         Some(v) => match v.kind {
@@ -222,8 +223,17 @@ pub fn seed(r: &ParamReader<'_>, cx: &BuildContext<'_>) -> i64 {
                 0
             }
         },
-        None => cx.seed,
+        None => derived_seed(cx.seed, cx.name),
     }
+}
+
+/// The default seed of training stage `name` in a pipeline with seed
+/// `pipeline`: two stages with the same config but different names start
+/// from different weights. Non-negative, so it reads back as the same
+/// `seed = N` a user could write.
+pub fn derived_seed(pipeline: i64, name: &str) -> i64 {
+    let mut rng = crate::rng::Rng::from_parts(&[pipeline as u64, crate::rng::hash_str(name)]);
+    (rng.next_u64() >> 1) as i64
 }
 
 /// What `pretrain` and `fine-tune` both hold: the config, the data inputs,
