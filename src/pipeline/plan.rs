@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tuneflow_stages::paths::{normalize_dep, normalize_rel, resolve, symlinked_component};
+use tuneflow_stages::paths::{
+    normalize_dep, normalize_rel, resolve, symlinked_component, Resolver,
+};
 use tuneflow_stages::{
     build_stage, BuildContext, Device, ParamReader, Resources, Spanned, Stage, Table, ValueKind,
 };
@@ -79,10 +81,11 @@ impl Plan {
     /// would touch `path`.
     pub fn outs_touching(&self, path: &Path) -> Vec<(String, String)> {
         let path = resolve(path);
+        let mut resolver = Resolver::default();
         let mut out = Vec::new();
         for s in &self.stages {
             for o in &s.outs {
-                let full = resolve(&self.dir.join(o));
+                let full = resolver.resolve(&self.dir.join(o));
                 if full.starts_with(&path) || path.starts_with(&full) {
                     out.push((s.name.clone(), o.clone()));
                 }
@@ -109,10 +112,11 @@ fn check_outs_are_safe(
         reserved.push((resolve(&dir.join(c)), "the cache folder"));
     }
     reserved.push((resolve(file), "the pipeline file"));
+    let mut resolver = Resolver::default();
     for d in drafts {
         for out in &d.outs {
             let o = out.value.as_str();
-            let full = resolve(&dir.join(o));
+            let full = resolver.resolve(&dir.join(o));
             let clash = reserved
                 .iter()
                 .find(|(r, _)| full.starts_with(r) || r.starts_with(&full));

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tuneflow_cache::{
     KnownResult, Manifest, ObjectStat, OutputEntry, OutputKind, StageDigest, StageRecord,
@@ -111,6 +111,11 @@ pub struct Engine {
     /// What went into each stage's key (saved with [`Engine::save_records`]),
     /// and whether it changed since it was read.
     records: Mutex<(std::collections::BTreeMap<String, StageState>, bool)>,
+    /// The records as the run found them, shared by its lookups.
+    found: Arc<super::lookup::Records>,
+    /// When the records were last saved, and what that cost (saves after a
+    /// commit are spaced so that they take at most 1/20 of the run).
+    last_save: Mutex<(Instant, Duration)>,
     reporter: Reporter,
     /// Set on Ctrl-C; stages poll it.
     pub cancel: CancelFlag,
@@ -147,7 +152,9 @@ impl Engine {
         let stats = tuneflow_cache::StatCache::new(&cache.index, &plan.file.to_string_lossy());
         Self {
             stats,
+            found: Arc::new(records.clone()),
             records: Mutex::new((records, false)),
+            last_save: Mutex::new((Instant::now(), Duration::ZERO)),
             outcomes: Mutex::new(vec![Outcome::Pending; n]),
             decided: Mutex::new(vec![None; n]),
             jobs: tokio::sync::Semaphore::new(options.jobs.max(1)),
@@ -199,6 +206,7 @@ impl Engine {
     fn lookup(&self) -> Lookup<'_> {
         let stats = super::lookup::Stats::Shared(&self.stats);
         Lookup::with_stats(&self.plan, &self.cache.index, &self.cache.store, stats)
+            .with_records(Arc::clone(&self.found))
     }
 
     /// Serves from the cache every pending stage it can without running
@@ -290,9 +298,27 @@ impl Engine {
         }
     }
 
+    /// [`Engine::save_records`] after a commit, unless the last save was
+    /// too recent for its cost: both files grow with the pipeline, and
+    /// saving them after each of 10,000 commits made a first run quadratic.
+    /// Both are caches (a lost record costs a read of the result's file, a
+    /// lost stat a re-hash), so a crash in between loses nothing.
+    fn save_records_spaced(&self) {
+        let (at, cost) = *self.last_save.lock().expect("save lock");
+        if at.elapsed() >= cost * 20 {
+            self.save_records();
+        }
+    }
+
     /// Writes the stat cache and the key records if they changed (after the
-    /// first pass, after each committed stage, and at the end of the run).
+    /// first pass, after commits, and at the end of the run).
     pub fn save_records(&self) {
+        let started = Instant::now();
+        self.write_records();
+        *self.last_save.lock().expect("save lock") = (Instant::now(), started.elapsed());
+    }
+
+    fn write_records(&self) {
         if let Err(e) = self.stats.save() {
             tracing::warn!("failed to save the stat cache: {e}");
         }
@@ -471,7 +497,7 @@ impl Engine {
         self.remember_verified(&manifest);
         let stat = self.cache.index.result_stat(&key);
         self.save_record(&ps.name, &job.record, stat.map(|s| (s, &manifest)));
-        self.save_records();
+        self.save_records_spaced();
         let _ = std::fs::remove_dir_all(&job.context.checkpoints);
         self.reporter.send(RunEvent::StageFinished {
             stage: ps.name.clone(),

@@ -7,6 +7,7 @@
 //! cheap while a missing, truncated or rewritten object is always a miss.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use tuneflow_cache::{
     BlobDigest, CacheError, Index, KnownResult, Manifest, ObjectStat, ObjectStore, OutputEntry,
@@ -86,8 +87,11 @@ pub struct Lookup<'a> {
     stats: Stats<'a>,
     /// What went into each stage's key last time and the result it
     /// resolved to, read once.
-    records: std::sync::OnceLock<std::collections::BTreeMap<String, StageState>>,
+    records: std::sync::OnceLock<Arc<Records>>,
 }
+
+/// Each stage's last key record and result, by stage name.
+pub type Records = std::collections::BTreeMap<String, StageState>;
 
 impl<'a> Lookup<'a> {
     /// A lookup of `plan`'s stages in a cache, with a stat cache of its
@@ -170,10 +174,17 @@ impl<'a> Lookup<'a> {
         })
     }
 
-    fn records(&self) -> &std::collections::BTreeMap<String, StageState> {
+    /// Uses `records` (read once by a run for all its lookups) instead of
+    /// reading the pipeline's records file again.
+    pub fn with_records(self, records: Arc<Records>) -> Self {
+        let _ = self.records.set(records);
+        self
+    }
+
+    fn records(&self) -> &Records {
         self.records.get_or_init(|| {
             let pipeline = self.plan.file.to_string_lossy();
-            self.index.stage_records(&pipeline).unwrap_or_default()
+            Arc::new(self.index.stage_records(&pipeline).unwrap_or_default())
         })
     }
 

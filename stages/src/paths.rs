@@ -27,6 +27,36 @@ pub fn resolve(path: &Path) -> PathBuf {
     absolute
 }
 
+/// [`resolve`] for many paths under the same folders: each folder is
+/// resolved once. A path with `.` or `..`, or whose last part is a
+/// symlink, goes through [`resolve`] itself, so the answers are the same.
+#[derive(Debug, Default)]
+pub struct Resolver {
+    folders: std::collections::HashMap<PathBuf, PathBuf>,
+}
+
+impl Resolver {
+    /// `path` resolved as [`resolve`] does.
+    pub fn resolve(&mut self, path: &Path) -> PathBuf {
+        let plain = path.is_absolute()
+            && path
+                .components()
+                .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return resolve(path);
+        };
+        if !plain || std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return resolve(path);
+        }
+        if let Some(folder) = self.folders.get(parent) {
+            return folder.join(name);
+        }
+        let folder = resolve(parent);
+        self.folders.insert(parent.to_path_buf(), folder.clone());
+        folder.join(name)
+    }
+}
+
 /// The first folder of `rel` (below `dir`) that exists and is a symlink:
 /// writing `rel` would go wherever it points.
 pub fn symlinked_component(dir: &Path, rel: &str) -> Option<String> {
@@ -95,6 +125,34 @@ pub fn normalize_dep(p: &str) -> Result<String, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_resolver_agrees_with_resolve() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().canonicalize().unwrap();
+        std::fs::create_dir_all(d.join("real/sub")).unwrap();
+        std::fs::write(d.join("real/f"), b"x").unwrap();
+        std::os::unix::fs::symlink(d.join("real"), d.join("link")).unwrap();
+        std::os::unix::fs::symlink(d.join("real/f"), d.join("real/to_f")).unwrap();
+        let mut r = Resolver::default();
+        for p in [
+            "real/f",
+            "real/sub",
+            "real/new",
+            "link/f",
+            "link/new",
+            "link/sub/x",
+            "real/to_f",
+            "missing/a/b",
+            "real/../link/f",
+            "./real/f",
+            "link",
+        ] {
+            let path = d.join(p);
+            assert_eq!(r.resolve(&path), resolve(&path), "{p}");
+            assert_eq!(r.resolve(&path), resolve(&path), "{p}, again");
+        }
+    }
 
     #[test]
     fn resolve_follows_links_and_dots_of_what_exists() {

@@ -144,6 +144,11 @@ pub fn wait_group_gone(pgid: u32, limit: Duration) {
 /// Whether a live (not zombie) process is in the group. Zombies are left
 /// out: orphans are reaped by PID 1, which in some containers never does.
 pub fn group_alive(pgid: u32) -> bool {
+    // No process at all in the group (the common case once a command has
+    // exited and been reaped): no need to read every process's stat.
+    if !group_exists(pgid) {
+        return false;
+    }
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return false;
     };
@@ -160,6 +165,15 @@ pub fn group_alive(pgid: u32) -> bool {
         let group = fields.nth(1).and_then(|g| g.parse::<u32>().ok());
         group == Some(pgid) && state != Some("Z")
     })
+}
+
+/// Whether any process, zombies included, is in group `pgid`.
+#[expect(unsafe_code, reason = "killpg(2) has no safe wrapper in std")]
+fn group_exists(pgid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the group exists and may be
+    // signalled; it sends nothing.
+    let r = unsafe { libc::killpg(pgid as libc::pid_t, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 /// Sends `signal` to the process group `pid` leads.
