@@ -59,7 +59,11 @@ def mean_std(values, digits=3):
 def main():
     if len(sys.argv) < 4:
         sys.exit(__doc__)
-    binary, pipeline, seeds = sys.argv[1], sys.argv[2], [int(s) for s in sys.argv[3:]]
+    binary, pipeline = sys.argv[1], sys.argv[2]
+    try:
+        seeds = [int(s) for s in sys.argv[3:]]
+    except ValueError:
+        sys.exit(f"seeds must be integers (DEMO_SEEDS), got: {' '.join(sys.argv[3:])}")
     rows = []
     for seed in seeds:
         secs, ran = run_seed(binary, pipeline, seed)
