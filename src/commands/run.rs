@@ -28,7 +28,14 @@ pub fn run(args: &RunArgs, cache_flag: Option<&Path>) -> Result<i32, RunError> {
         return Err(PipelineError::Usage("`--jobs` must be at least 1".into()).into());
     }
     let layout = layout_for(cache_flag, Some(&plan), Some(&args.pipeline));
-    if let Some((stage, out)) = plan.outs_touching(layout.root()).into_iter().next() {
+    // The pipeline's own cache folders (`.tuneflow`, `[pipeline] cache`)
+    // were checked against the outputs when it was planned; a folder from
+    // `--cache-dir` or TUNEFLOW_CACHE_DIR is checked here.
+    let touching = match cache_flag {
+        Some(_) => plan.outs_touching(layout.root()),
+        None => Vec::new(),
+    };
+    if let Some((stage, out)) = touching.into_iter().next() {
         return Err(PipelineError::Usage(format!(
             "output `{out}` of stage `{stage}` overlaps the cache folder `{}`; a run deletes and rewrites its outputs",
             layout.root().display()

@@ -6,9 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tuneflow_stages::paths::{
-    normalize_dep, normalize_rel, resolve, symlinked_component, Resolver,
-};
+use tuneflow_stages::paths::{normalize_dep, normalize_rel, resolve, Resolver};
 use tuneflow_stages::{
     build_stage, BuildContext, Device, ParamReader, Resources, Spanned, Stage, Table, ValueKind,
 };
@@ -133,7 +131,7 @@ fn check_outs_are_safe(
                 });
                 continue;
             }
-            if let Some(link) = symlinked_component(dir, o) {
+            if let Some(link) = resolver.symlinked_component(dir, o) {
                 diags.push(Diagnostic {
                     message: format!(
                         "output `{o}` of stage `{}` goes through the symlink `{link}`",

@@ -33,6 +33,8 @@ pub fn resolve(path: &Path) -> PathBuf {
 #[derive(Debug, Default)]
 pub struct Resolver {
     folders: std::collections::HashMap<PathBuf, PathBuf>,
+    /// Whether a folder is a symlink (`Some(true)`), or missing (`None`).
+    links: std::collections::HashMap<PathBuf, Option<bool>>,
 }
 
 impl Resolver {
@@ -54,6 +56,26 @@ impl Resolver {
         let folder = resolve(parent);
         self.folders.insert(parent.to_path_buf(), folder.clone());
         folder.join(name)
+    }
+
+    /// [`symlinked_component`], with each folder looked at once.
+    pub fn symlinked_component(&mut self, dir: &Path, rel: &str) -> Option<String> {
+        let mut cur = dir.to_path_buf();
+        let parts: Vec<&str> = rel.split('/').collect();
+        for (n, part) in parts[..parts.len().saturating_sub(1)].iter().enumerate() {
+            cur.push(part);
+            let link = *self.links.entry(cur.clone()).or_insert_with(|| {
+                std::fs::symlink_metadata(&cur)
+                    .ok()
+                    .map(|m| m.file_type().is_symlink())
+            });
+            match link {
+                Some(true) => return Some(parts[..=n].join("/")),
+                Some(false) => {}
+                None => return None,
+            }
+        }
+        None
     }
 }
 
