@@ -136,41 +136,12 @@ pub fn run_here(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::job::JobContext;
-    use tuneflow_stages::Stage as _;
 
-    /// A command job built by hand: no pipeline, no engine, no index.
+    /// A command job that records its process group in `dir/running`.
     fn job(dir: &std::path::Path, cmd: &str, outs: &[&str]) -> StageJob {
-        let stage = tuneflow_stages::kinds::command::Command {
-            cmd: cmd.into(),
-            outs: outs.iter().map(|s| s.to_string()).collect(),
-            env: Default::default(),
-            uses: vec![],
-        };
-        let record = crate::run::keys::record(
-            stage.kind(),
-            stage.version(),
-            stage.params(),
-            Default::default(),
-        );
-        StageJob {
-            stage: "s".into(),
-            kind: "command".into(),
-            encoded: stage.encode(),
-            record,
-            inputs: Default::default(),
-            context: JobContext {
-                workdir: dir.to_path_buf(),
-                scratch: dir.join("scratch"),
-                log: dir.join("s.log"),
-                checkpoints: dir.join("ckpt"),
-                device: tuneflow_stages::Device::Cpu,
-                gpus: vec![],
-                running: Some(dir.join("running")),
-            },
-            resources: Default::default(),
-            objects: dir.join("objects"),
-        }
+        let mut j = crate::run::job::command_job(dir, cmd, outs);
+        j.context.running = Some(dir.join("running"));
+        j
     }
 
     fn control<'a>(

@@ -90,3 +90,40 @@ impl StageJob {
         }
     }
 }
+
+/// A `command` job built by hand, with no pipeline, engine or index, for
+/// the backends' unit tests.
+#[cfg(test)]
+pub fn command_job(dir: &std::path::Path, cmd: &str, outs: &[&str]) -> StageJob {
+    use tuneflow_stages::Stage as _;
+    let stage = tuneflow_stages::kinds::command::Command {
+        cmd: cmd.into(),
+        outs: outs.iter().map(|s| s.to_string()).collect(),
+        env: Default::default(),
+        uses: vec![],
+    };
+    let record = crate::run::keys::record(
+        stage.kind(),
+        stage.version(),
+        stage.params(),
+        Default::default(),
+    );
+    StageJob {
+        stage: "s".into(),
+        kind: "command".into(),
+        encoded: stage.encode(),
+        record,
+        inputs: Default::default(),
+        context: JobContext {
+            workdir: dir.to_path_buf(),
+            scratch: dir.join("scratch"),
+            log: dir.join("s.log"),
+            checkpoints: dir.join("ckpt"),
+            device: tuneflow_stages::Device::Cpu,
+            gpus: vec![],
+            running: None,
+        },
+        resources: Default::default(),
+        objects: dir.join("objects"),
+    }
+}

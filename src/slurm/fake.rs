@@ -9,13 +9,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tuneflow_cache::ObjectStore;
-use tuneflow_stages::{CancelFlag, EventSink, Stage as _};
+use tuneflow_stages::{CancelFlag, EventSink};
 
 use super::backend::Slurm;
 use super::queue::{Cluster, JobState};
 use crate::pipeline::executor::SlurmConfig;
 use crate::run::backend::{JobControl, StageBackend, StageFailure};
-use crate::run::job::{JobContext, StageJob};
+use crate::run::job::StageJob;
 
 /// Runs submitted jobs on threads; the first `lose` submissions end as
 /// NODE_FAIL without running.
@@ -106,37 +106,11 @@ fn backend(c: &Arc<FakeCluster>) -> Slurm {
     Slurm::with_cluster(cfg, c.clone()).unwrap()
 }
 
+/// A command job whose objects are in the coordinator's store.
 fn job(dir: &Path, cmd: &str, outs: &[&str]) -> StageJob {
-    let stage = tuneflow_stages::kinds::command::Command {
-        cmd: cmd.into(),
-        outs: outs.iter().map(|s| s.to_string()).collect(),
-        env: Default::default(),
-        uses: vec![],
-    };
-    let record = crate::run::keys::record(
-        stage.kind(),
-        stage.version(),
-        stage.params(),
-        Default::default(),
-    );
-    StageJob {
-        stage: "s".into(),
-        kind: "command".into(),
-        encoded: stage.encode(),
-        record,
-        inputs: Default::default(),
-        context: JobContext {
-            workdir: dir.to_path_buf(),
-            scratch: dir.join("scratch"),
-            log: dir.join("s.log"),
-            checkpoints: dir.join("ckpt"),
-            device: tuneflow_stages::Device::Cpu,
-            gpus: vec![],
-            running: None,
-        },
-        resources: Default::default(),
-        objects: dir.join("cache/objects"),
-    }
+    let mut j = crate::run::job::command_job(dir, cmd, outs);
+    j.objects = dir.join("cache/objects");
+    j
 }
 
 fn run(

@@ -82,17 +82,7 @@ impl Resolver {
 /// The first folder of `rel` (below `dir`) that exists and is a symlink:
 /// writing `rel` would go wherever it points.
 pub fn symlinked_component(dir: &Path, rel: &str) -> Option<String> {
-    let mut cur = dir.to_path_buf();
-    let parts: Vec<&str> = rel.split('/').collect();
-    for (n, part) in parts[..parts.len().saturating_sub(1)].iter().enumerate() {
-        cur.push(part);
-        match std::fs::symlink_metadata(&cur) {
-            Ok(m) if m.file_type().is_symlink() => return Some(parts[..=n].join("/")),
-            Ok(_) => {}
-            Err(_) => return None,
-        }
-    }
-    None
+    Resolver::default().symlinked_component(dir, rel)
 }
 
 /// Normalizes a relative path (`./a//b/` -> `a/b`) or says why it is refused.

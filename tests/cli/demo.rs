@@ -10,12 +10,17 @@ use std::path::PathBuf;
 
 use crate::harness::Fixture;
 
-/// The speaker corpus, built once per machine (it takes about 40 s) in a
+/// The speaker corpus, built once per machine (it takes about 20 s) in a
 /// stable folder outside the clone, like the libtorch venv.
 fn corpus() -> PathBuf {
-    let dir = test_fixtures().join("demo");
+    built("demo", "--no-digits")
+}
+
+/// `tuneflow fixtures <skip> --out` a folder of the per-machine fixtures.
+fn built(name: &str, skip: &str) -> PathBuf {
+    let dir = test_fixtures().join(name);
     let out = std::process::Command::new(crate::harness::bin())
-        .args(["fixtures", "--no-digits", "--out"])
+        .args(["fixtures", skip, "--out"])
         .arg(&dir)
         .output()
         .unwrap();
@@ -173,18 +178,7 @@ fn test_fixtures() -> PathBuf {
 
 /// The MNIST digits, built once per machine beside the speaker corpus.
 fn digits() -> PathBuf {
-    let dir = test_fixtures().join("digits");
-    let out = std::process::Command::new(crate::harness::bin())
-        .args(["fixtures", "--no-speakers", "--out"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dir
+    built("digits", "--no-speakers")
 }
 
 /// The image track (`pipelines/digits.toml`: digits 0-4 -> 5-9, five

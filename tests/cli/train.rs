@@ -52,12 +52,7 @@ fn digits_fixture(epochs: u32, lr: f64, per_class: u32) -> Fixture {
 }
 
 fn model_digest(r: &crate::harness::Run) -> String {
-    let e = r
-        .events()
-        .into_iter()
-        .find(|e| e["stage"] == "pretrain" && e.get("outputs").is_some())
-        .expect("pretrain finished or cached");
-    e["outputs"]["model"].as_str().unwrap().to_owned()
+    models(r, &["pretrain"]).remove(0)
 }
 
 fn epochs(r: &crate::harness::Run) -> Vec<serde_json::Value> {
@@ -210,7 +205,8 @@ fn models(r: &crate::harness::Run, names: &[&str]) -> Vec<String> {
             r.events()
                 .into_iter()
                 .find(|e| e["stage"] == *n && e.get("outputs").is_some())
-                .unwrap_or_else(|| panic!("{n} did not finish"))["outputs"]["model"]
+                .unwrap_or_else(|| panic!("{n} did not finish or come from the cache"))["outputs"]
+                ["model"]
                 .as_str()
                 .unwrap()
                 .to_owned()
