@@ -37,6 +37,13 @@ pub enum Command {
     /// Runs one stage from a job spec (what a Slurm job executes).
     #[command(hide = true)]
     ExecStage(ExecStageArgs),
+    /// Waits for the end of stdin, then ends the process groups a run left
+    /// running (what `run` starts beside itself).
+    #[command(hide = true)]
+    WatchGroups {
+        /// The run's file in the cache's `running/` folder.
+        file: PathBuf,
+    },
     /// Copies a cached stage output out of the cache (embeddings as .npy or .safetensors).
     Export(ExportArgs),
     /// Prints the evaluation metrics of the pipeline as it is now (--diff: against an earlier run).

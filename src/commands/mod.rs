@@ -23,6 +23,10 @@ pub fn main(cli: Cli) -> i32 {
         Command::Cache(CacheCommand::Du(a)) => cache::du(&a, flag),
         Command::Cache(CacheCommand::Gc(a)) => cache::gc(&a, flag),
         Command::ExecStage(a) => crate::slurm::job::exec_stage(&a.spec),
+        Command::WatchGroups { file } => {
+            tuneflow_stages::process::watch_groups(&file);
+            Ok(0)
+        }
         Command::Export(a) => export::export(&a, flag),
         Command::Metrics(a) => metrics::metrics(&a, flag),
         Command::Fixtures(a) => crate::fixtures::fixtures(&a),

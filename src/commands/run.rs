@@ -49,6 +49,13 @@ pub fn run(args: &RunArgs, cache_flag: Option<&Path>) -> Result<i32, RunError> {
     for ended in tuneflow_stages::process::end_leftovers(&cache.layout.running()) {
         tracing::warn!("ended {ended}, left running by an earlier run that was killed");
     }
+    // What this run leaves running when it ends, or is killed, is ended
+    // by a watchdog at once (without one, by the next run).
+    let running = cache.layout.running();
+    let _watchdog = std::env::current_exe()
+        .and_then(|exe| tuneflow_stages::process::start_watchdog(&exe, &["watch-groups"], &running))
+        .map_err(|e| tracing::warn!("no watchdog for the run's processes: {e}"))
+        .ok();
     let _ = std::fs::remove_dir_all(cache.layout.scratch());
     cache.store.clear_stale_temps();
     let (backend, slurm_jobs) = backend(&plan, args.executor)?;

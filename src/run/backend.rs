@@ -116,7 +116,10 @@ pub fn run_here(
     let stage = job.rebuild()?;
     let cx = job.stage_context(cancel, events);
     let _ = std::fs::remove_dir_all(&cx.scratch);
-    fs_err::create_dir_all(&cx.scratch).map_err(|e| StageError::io("create", &cx.scratch, e))?;
+    if stage.wants_scratch() {
+        fs_err::create_dir_all(&cx.scratch)
+            .map_err(|e| StageError::io("create", &cx.scratch, e))?;
+    }
     let result = stage
         .run(&cx, &job.inputs)
         .map_err(StageFailure::from)

@@ -5,6 +5,12 @@
 //! a `kill -9` of the runner the next run ends whatever the group left
 //! running (background processes) before anything else runs: two runs of
 //! the same cache never write the same outputs at once.
+//!
+//! The registry holds one file per runner process, named by its pid: a
+//! first line `runner PID START BOOT`, then `+ PGID START` when a group is
+//! spawned and `- PGID` once it is gone. Lines are appended (one `write`
+//! each), so a stage costs no new file: thousands of quick stages made a
+//! file per group expensive on ext4.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -18,27 +24,113 @@ pub struct Spawned {
 }
 
 impl Drop for Spawned {
-    /// Forgets the record once the whole group is gone; a group that left
+    /// Forgets the group once it is wholly gone; a group that left
     /// processes behind stays recorded, and the next run ends them.
     fn drop(&mut self) {
-        if let Some(r) = &self.record {
-            if !group_alive(self.child.id()) {
-                let _ = std::fs::remove_file(r);
+        if let Some(file) = &self.record {
+            let pgid = self.child.id();
+            if !group_alive(pgid) {
+                let _ = append_line(file, &format!("- {pgid}\n"));
             }
         }
     }
 }
 
-/// Spawns `cmd` as the leader of a new process group that gets SIGKILL when
-/// this process dies, and records the group in `registry` (a folder).
+/// Spawns `cmd` as the leader of a new process group that ends when this
+/// process dies, and records the group in `registry` (a folder).
+///
+/// With a registry watched by [`start_watchdog`], the watchdog ends the
+/// whole group when this process dies, and the child is spawned with
+/// `posix_spawn` (std's fast path). Otherwise the leader gets SIGKILL from
+/// the kernel (`PR_SET_PDEATHSIG`), which needs a `pre_exec` hook and so a
+/// full `fork` of this process: measured at about 1.5 ms a stage.
 pub fn spawn_group(cmd: &mut Command, registry: Option<&Path>) -> std::io::Result<Spawned> {
     use std::os::unix::process::CommandExt;
     let parent = std::process::id();
     cmd.process_group(0);
-    die_with_parent(cmd, parent);
+    let watched = registry.is_some_and(is_watched);
+    if !watched {
+        die_with_parent(cmd, parent);
+    }
     let child = cmd.spawn()?;
     let record = registry.and_then(|dir| record_group(dir, child.id()).ok());
     Ok(Spawned { child, record })
+}
+
+/// The registry folders a watchdog of this process watches.
+static WATCHED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn is_watched(dir: &Path) -> bool {
+    WATCHED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .any(|d| d == dir)
+}
+
+/// A watchdog process: it waits for the end of a pipe that only this
+/// process holds, so when this process ends (a `kill -9` included) it
+/// ends every group this process recorded in the registry and left
+/// running, processes of the group that the leader started included.
+pub struct Watchdog {
+    _child: Child,
+    _pipe: std::process::ChildStdin,
+}
+
+impl Drop for Watchdog {
+    /// Stops watching: later spawns of this process fall back to the
+    /// kernel's death signal. The pipe closes as the fields drop; the
+    /// watchdog then ends whatever the run left running, and exits.
+    fn drop(&mut self) {
+        WATCHED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+}
+
+/// Starts `exe watch_args... FILE` (a command that calls
+/// [`watch_groups`]) for this process's file in `registry`.
+pub fn start_watchdog(
+    exe: &Path,
+    watch_args: &[&str],
+    registry: &Path,
+) -> std::io::Result<Watchdog> {
+    use std::os::unix::process::CommandExt;
+    std::fs::create_dir_all(registry)?;
+    let file = registry.join(format!("{}", std::process::id()));
+    let mut child = Command::new(exe)
+        .args(watch_args)
+        .arg(&file)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        // Its own group: a Ctrl-C at the terminal does not reach it.
+        .process_group(0)
+        .spawn()?;
+    let pipe = child.stdin.take().expect("stdin is piped");
+    WATCHED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(registry.to_path_buf());
+    Ok(Watchdog {
+        _child: child,
+        _pipe: pipe,
+    })
+}
+
+/// The watchdog's side: blocks until its stdin ends (the runner is gone),
+/// then ends every group still open in the runner's `file` and removes it.
+pub fn watch_groups(file: &Path) -> Vec<String> {
+    use std::io::Read;
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let ended = match parse_registry(&text) {
+        Some((_, groups, boot)) => end_groups(&groups, boot),
+        None => Vec::new(),
+    };
+    let _ = std::fs::remove_file(file);
+    ended
 }
 
 #[expect(unsafe_code, reason = "pre_exec runs prctl(2) in the child")]
@@ -72,22 +164,106 @@ fn boot_id() -> String {
         .unwrap_or_default()
 }
 
+/// Appends `+ PGID START` to this runner's file in `dir` (written with its
+/// header line first if new) and returns the file.
 fn record_group(dir: &Path, pgid: u32) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
-    let path = dir.join(format!("{pgid}"));
-    let start = start_time(pgid).unwrap_or(0);
+    static STARTED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
     let me = std::process::id();
-    let my_start = start_time(me).unwrap_or(0);
-    std::fs::write(
-        &path,
-        format!("{pgid} {start} {} {me} {my_start}\n", boot_id()),
-    )?;
+    let path = dir.join(format!("{me}"));
+    let mut started = STARTED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !started.contains(&path) {
+        // A file of this name from an earlier runner with the same pid was
+        // ended by `end_leftovers` before this run spawned anything.
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(&path, header(me))?;
+        started.push(path.clone());
+    }
+    drop(started);
+    let start = start_time(pgid).unwrap_or(0);
+    append_line(&path, &format!("+ {pgid} {start}\n"))?;
     Ok(path)
+}
+
+/// The first line of runner `pid`'s file (this process's).
+fn header(pid: u32) -> String {
+    format!(
+        "runner {pid} {} {}\n",
+        start_time(pid).unwrap_or(0),
+        boot_id()
+    )
+}
+
+fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().append(true).open(path)?;
+    f.write_all(line.as_bytes())
+}
+
+/// A registry file: its runner (pid, start time), the groups it holds
+/// (spawned, never seen gone) with their start times, and its boot id.
+type Registry<'a> = ((u32, u64), Vec<(u32, u64)>, &'a str);
+
+fn parse_registry(text: &str) -> Option<Registry<'_>> {
+    let mut lines = text.lines();
+    let head: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let ["runner", runner, since, boot] = head[..] else {
+        return None;
+    };
+    let runner = (runner.parse().ok()?, since.parse().ok()?);
+    let mut groups: Vec<(u32, u64)> = Vec::new();
+    for line in lines {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        match f[..] {
+            ["+", pgid, start] => {
+                if let (Ok(p), Ok(s)) = (pgid.parse(), start.parse()) {
+                    groups.push((p, s));
+                }
+            }
+            ["-", pgid] => {
+                if let Ok(p) = pgid.parse::<u32>() {
+                    groups.retain(|(g, _)| *g != p);
+                }
+            }
+            _ => {}
+        }
+    }
+    Some((runner, groups, boot))
+}
+
+/// The groups a registry file still holds, unless its runner still runs
+/// (a run of another cache on the same records, or a lock deleted by
+/// hand: its groups are not leftovers); and its boot id.
+fn leftover_groups(text: &str) -> Option<(Vec<(u32, u64)>, &str)> {
+    let ((runner, since), groups, boot) = parse_registry(text)?;
+    if alive_since(runner, since) {
+        return None;
+    }
+    Some((groups, boot))
 }
 
 /// Whether the process `pid` that started at `start` still runs.
 fn alive_since(pid: u32, start: u64) -> bool {
     start_time(pid) == Some(start)
+}
+
+/// Ends each (group, start time) whose leader is still the process that
+/// was recorded (SIGTERM, then SIGKILL); returns what was ended.
+fn end_groups(groups: &[(u32, u64)], file_boot: &str) -> Vec<String> {
+    let boot = boot_id();
+    let mut ended = Vec::new();
+    for &(pgid, start) in groups {
+        // A live leader with another start time is a reused pid: the
+        // kernel never reuses a pid while a group of that id lives.
+        let reused = start_time(pgid).is_some_and(|s| s != start);
+        if file_boot == boot && !reused && group_alive(pgid) {
+            kill_group(pgid, libc::SIGTERM);
+            wait_group_gone(pgid, Duration::from_millis(500));
+            kill_group(pgid, libc::SIGKILL);
+            wait_group_gone(pgid, Duration::from_secs(5));
+            ended.push(format!("process group {pgid}"));
+        }
+    }
+    ended
 }
 
 /// Ends every process group that a run killed before it could clean up
@@ -98,34 +274,15 @@ pub fn end_leftovers(registry: &Path) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(registry) else {
         return Vec::new();
     };
-    let boot = boot_id();
     let mut ended = Vec::new();
     for e in entries.flatten() {
         let path = e.path();
         let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let fields: Vec<&str> = text.split_whitespace().collect();
-        // The group of a runner that still runs (a run of another cache on
-        // the same records, or a lock deleted by hand) is not a leftover.
-        if let [_, _, _, runner, since] = fields[..] {
-            if let (Ok(runner), Ok(since)) = (runner.parse::<u32>(), since.parse::<u64>()) {
-                if alive_since(runner, since) {
-                    continue;
-                }
-            }
-        }
-        if let [pgid, start, b, ..] = fields[..] {
-            if let (Ok(pgid), Ok(start)) = (pgid.parse::<u32>(), start.parse::<u64>()) {
-                // A live leader with another start time is a reused pid: the
-                // kernel never reuses a pid while a group of that id lives.
-                let reused = start_time(pgid).is_some_and(|s| s != start);
-                if b == boot && !reused && group_alive(pgid) {
-                    kill_group(pgid, libc::SIGTERM);
-                    wait_group_gone(pgid, Duration::from_millis(500));
-                    kill_group(pgid, libc::SIGKILL);
-                    wait_group_gone(pgid, Duration::from_secs(5));
-                    ended.push(format!("process group {pgid}"));
-                }
-            }
+        match leftover_groups(&text) {
+            Some((groups, boot)) => ended.extend(end_groups(&groups, boot)),
+            // A live runner's file stays; anything else is not ours.
+            None if text.starts_with("runner ") && parse_registry(&text).is_some() => continue,
+            None => {}
         }
         let _ = std::fs::remove_file(&path);
     }
@@ -182,5 +339,49 @@ pub fn kill_group(pid: u32, signal: i32) {
     // SAFETY: killpg only sends a signal; a stale pgid yields ESRCH.
     unsafe {
         libc::killpg(pid as libc::pid_t, signal);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_runners_open_groups_are_its_leftovers() {
+        let text = "runner 4000000 1 boot\n+ 11 5\n+ 12 6\n- 11\n+ 13 7\n";
+        let (groups, boot) = leftover_groups(text).unwrap();
+        assert_eq!(groups, vec![(12, 6), (13, 7)]);
+        assert_eq!(boot, "boot");
+    }
+
+    #[test]
+    fn a_live_runner_has_no_leftovers_and_garbage_is_ignored() {
+        let me = std::process::id();
+        let live = format!("{}+ 11 5\n", header(me));
+        assert!(leftover_groups(&live).is_none());
+        assert!(leftover_groups("").is_none());
+        assert!(leftover_groups("11 5 boot 1 2\n").is_none());
+        let (groups, _) = leftover_groups("runner 4000000 1 b\n+ x y\n-\n+ 9 9\n").unwrap();
+        assert_eq!(groups, vec![(9, 9)]);
+    }
+
+    #[test]
+    fn spawned_groups_are_appended_and_closed_in_one_file() {
+        let dir = std::env::temp_dir().join(format!("tf-registry-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for _ in 0..2 {
+            let mut s = spawn_group(Command::new("true").arg("x"), Some(&dir)).unwrap();
+            s.child.wait().unwrap();
+            drop(s);
+        }
+        let files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+        assert_eq!(files.len(), 1, "one file per runner");
+        let text = std::fs::read_to_string(files[0].path()).unwrap();
+        assert_eq!(text.lines().filter(|l| l.starts_with("+ ")).count(), 2);
+        assert_eq!(text.lines().filter(|l| l.starts_with("- ")).count(), 2);
+        // This runner is alive: nothing of it is ended or removed.
+        assert!(end_leftovers(&dir).is_empty());
+        assert!(files[0].path().exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

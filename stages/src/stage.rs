@@ -33,6 +33,11 @@ pub trait Stage: Send + Sync {
     /// rebuild it with [`crate::kinds::decode`].
     fn encode(&self) -> serde_json::Value;
 
+    /// Whether the runner must create [`StageContext::scratch`] before
+    /// [`Stage::run`] (a kind that makes its own when it needs one says no:
+    /// a folder per stage is a cost for thousands of quick commands).
+    fn wants_scratch(&self) -> bool;
+
     /// Runs the stage. Blocking: the runner calls it on a blocking thread.
     fn run(&self, cx: &StageContext, inputs: &Inputs) -> Result<StageOutputs, StageError>;
 }
@@ -51,6 +56,8 @@ pub trait Kind: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + '
     /// Serialized fields that do not change the outputs (where a stage
     /// runs, say), left out of the key.
     const NOT_IN_KEY: &'static [&'static str] = &[];
+    /// See [`Stage::wants_scratch`].
+    const WANTS_SCRATCH: bool = true;
 
     /// Runs the stage.
     fn run(&self, cx: &StageContext, inputs: &Inputs) -> Result<StageOutputs, StageError>;
@@ -63,6 +70,10 @@ impl<K: Kind> Stage for K {
 
     fn version(&self) -> u32 {
         K::VERSION
+    }
+
+    fn wants_scratch(&self) -> bool {
+        K::WANTS_SCRATCH
     }
 
     fn params(&self) -> KeyParams {

@@ -179,3 +179,42 @@ fn forty_kill_9_rounds_with_an_immediate_rerun_never_commit_mixed_output() {
     let verify = f.tuneflow(&["cache", "verify", "p.toml"]);
     assert_eq!(verify.code, 0, "seed {seed}: {}", verify.stdout);
 }
+
+/// A `kill -9` of the runner ends its commands' whole process groups at
+/// once (a background process a command started included), through the
+/// run's watchdog, without waiting for a rerun.
+#[test]
+fn kill_9_of_the_runner_ends_its_commands_at_once() {
+    let f = Fixture::new();
+    f.write(
+        "p.toml",
+        "[stage.slow]\nkind = \"command\"\n\
+         cmd = \"(sleep 2; echo late > late.txt) & echo $$ > started.txt; sleep 30; echo x > out.txt\"\n\
+         outs = [\"out.txt\"]\n",
+    );
+    let mut child = f
+        .command(&["run", "p.toml"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !f.path("started.txt").exists() {
+        assert!(std::time::Instant::now() < deadline, "the command never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    child.kill().unwrap(); // SIGKILL: the runner cleans up nothing itself
+    child.wait().unwrap();
+    let leader: u32 = f.read("started.txt").trim().parse().unwrap();
+    std::thread::sleep(Duration::from_millis(3500));
+    assert!(
+        !f.path("late.txt").exists(),
+        "a background process of the killed run's command kept running"
+    );
+    let state = std::fs::read_to_string(format!("/proc/{leader}/stat")).unwrap_or_default();
+    let state = state.rsplit(')').next().unwrap_or("").split_whitespace().next();
+    assert!(
+        state.is_none() || state == Some("Z"),
+        "the command's shell ({leader}) still runs: {state:?}"
+    );
+}

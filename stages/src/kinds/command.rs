@@ -161,6 +161,8 @@ impl Kind for Command {
     const NAME: &'static str = "command";
     // 2: `${stage.output}` references (the command text may hold them).
     const VERSION: u32 = 2;
+    // Only views need a scratch folder, and they make their own.
+    const WANTS_SCRATCH: bool = false;
 
     fn run(&self, cx: &StageContext, inputs: &Inputs) -> Result<StageOutputs, StageError> {
         // Stale outputs must not satisfy "the command created its outputs".
