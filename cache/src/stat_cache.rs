@@ -92,16 +92,26 @@ impl StatCache {
 
     /// Hashes `path` (a file or a folder), reusing unchanged records.
     pub fn hash(&self, path: &Path) -> Result<HashedPath, CacheError> {
+        let meta = std::fs::metadata(path).ctx("read", path)?;
+        self.hash_with_meta(path, &meta)
+    }
+
+    /// [`StatCache::hash`] with `path`'s metadata already taken (by a
+    /// caller that had to stat it anyway: one system call less per path).
+    pub fn hash_with_meta(
+        &self,
+        path: &Path,
+        meta: &std::fs::Metadata,
+    ) -> Result<HashedPath, CacheError> {
         let key = path.as_os_str().as_encoded_bytes();
         let old = self
             .with_records(|r| r.get(key).cloned())?
             .unwrap_or_default();
-        let meta = std::fs::metadata(path).ctx("read", path)?;
         let now = now_nanos();
         let (hashed, entries) = if meta.is_dir() {
             hash_dir(path, &old)?
         } else {
-            hash_single(path, &meta, &old)?
+            hash_single(path, meta, &old)?
         };
         if hashed.files_read > 0 || old.1.len() != entries.len() {
             self.with_records(|r| r.insert(key.to_vec(), Arc::new((now, entries))))?;

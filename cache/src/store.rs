@@ -13,6 +13,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::digest::BlobDigest;
 use crate::error::{CacheError, IoContext};
 
+/// Files up to this size are read whole when stored (see
+/// [`ObjectStore::put_file`]).
+const SMALL_FILE: u64 = 64 * 1024;
+
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A number no other temp file of this process uses.
@@ -104,8 +108,18 @@ impl ObjectStore {
 
     /// Streams the file at `src` into the store, hashing as it copies. The
     /// copy always replaces an object of the same name, so a damaged object
-    /// is repaired by the stage that produces its bytes again.
+    /// is repaired by the stage that produces its bytes again (a small file
+    /// goes through [`ObjectStore::put_bytes`], which compares the bytes).
     pub fn put_file(&self, src: &Path) -> Result<BlobDigest, CacheError> {
+        // A small file is read whole: when its object is already present
+        // with the right bytes, nothing is written at all.
+        let small = std::fs::metadata(src).is_ok_and(|m| m.len() <= SMALL_FILE);
+        if small {
+            let data = std::fs::read(src).ctx("read", src)?;
+            if data.len() as u64 <= SMALL_FILE {
+                return self.put_bytes(&data);
+            }
+        }
         let tmp = self.temp_path();
         let result = (|| {
             let mut input = std::fs::File::open(src).ctx("read", src)?;

@@ -27,6 +27,10 @@ use super::lookup::{verify_object, Decision, Lookup, ObjectState};
 use super::resources::GpuPool;
 use crate::pipeline::{Input, Plan};
 
+/// The least time between two saves of the stat cache and key records
+/// during a run (see `Engine::save_records_spaced`).
+const MIN_SAVE_SPACING: Duration = Duration::from_millis(500);
+
 /// What happened to one stage.
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -302,10 +306,12 @@ impl Engine {
     /// too recent for its cost: both files grow with the pipeline, and
     /// saving them after each of 10,000 commits made a first run quadratic.
     /// Both are caches (a lost record costs a read of the result's file, a
-    /// lost stat a re-hash), so a crash in between loses nothing.
+    /// lost stat a re-hash), so a crash in between loses nothing; at most
+    /// every [`MIN_SAVE_SPACING`] also spares a first run of many quick
+    /// stages a new file per commit.
     fn save_records_spaced(&self) {
         let (at, cost) = *self.last_save.lock().expect("save lock");
-        if at.elapsed() >= cost * 20 {
+        if at.elapsed() >= (cost * 20).max(MIN_SAVE_SPACING) {
             self.save_records();
         }
     }

@@ -213,11 +213,12 @@ impl<'a> Lookup<'a> {
     /// bytes (through the stat cache). A symlink never matches.
     pub fn workspace_matches(&self, entry: &OutputEntry) -> Result<bool, CacheError> {
         let dest = self.plan.dir.join(&entry.name);
-        let present = match std::fs::symlink_metadata(&dest) {
-            Ok(m) => !m.is_symlink() && (m.is_dir() == (entry.kind == OutputKind::Tree)),
-            Err(_) => false,
+        let Ok(meta) = std::fs::symlink_metadata(&dest) else {
+            return Ok(false);
         };
-        Ok(present && self.stats.hash(&dest)?.digest == entry.digest)
+        // Not a symlink, so `meta` is also what `metadata` would return.
+        let present = !meta.is_symlink() && (meta.is_dir() == (entry.kind == OutputKind::Tree));
+        Ok(present && self.stats.hash_with_meta(&dest, &meta)?.digest == entry.digest)
     }
 
     /// The state of an output's objects in the store (a folder: its tree

@@ -12,6 +12,10 @@ use tuneflow_cache::{CacheLayout, RunRecord};
 use super::backend::StageFailure;
 use super::engine::{Engine, Outcome};
 use super::events::{Reporter, RunEvent};
+
+/// How often the run-state file (what `status` shows while a run goes on)
+/// is rewritten when something changed: each write is a new file.
+const STATE_SPACING: Duration = Duration::from_millis(200);
 use super::executor::{run_graph, Task};
 use crate::pipeline::Plan;
 
@@ -135,7 +139,7 @@ fn execute(engine: &Arc<Engine>, remaining: Vec<usize>) -> bool {
         let state_engine = engine.clone();
         let ticker = tokio::spawn(async move {
             loop {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(STATE_SPACING).await;
                 if state_engine.changed.swap(false, Ordering::SeqCst) {
                     write_state(&state_engine);
                 }
