@@ -113,11 +113,21 @@ fn wire_ref(
         .collect();
     let output = written.output.as_str();
     if !output.is_empty() && !outs.contains(&output) {
+        // A command's typed output, by its name or its type.
+        let aliases = drafts[j].stage.aliases();
+        if let Some((_, path)) = aliases.iter().find(|(a, _)| a == output) {
+            return Some((j, vec![(written.input_name(), path.clone())]));
+        }
+        let names: Vec<&str> = outs
+            .iter()
+            .copied()
+            .chain(aliases.iter().map(|(a, _)| a.as_str()))
+            .collect();
         diags.push(Diagnostic {
             message: format!("stage `{stage}` has no output `{output}`"),
             span: r.span.clone(),
             label: "unknown output".into(),
-            help: Some(format!("its outputs are: {}", outs.join(", "))),
+            help: Some(format!("its outputs are: {}", names.join(", "))),
         });
         return None;
     }

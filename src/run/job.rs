@@ -101,6 +101,7 @@ pub fn command_job(dir: &std::path::Path, cmd: &str, outs: &[&str]) -> StageJob 
         outs: outs.iter().map(|s| s.to_string()).collect(),
         env: Default::default(),
         uses: vec![],
+        typed: Default::default(),
     };
     let record = crate::run::keys::record(
         stage.kind(),

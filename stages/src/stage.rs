@@ -38,6 +38,12 @@ pub trait Stage: Send + Sync {
     /// a folder per stage is a cost for thousands of quick commands).
     fn wants_scratch(&self) -> bool;
 
+    /// Other names of outputs, (name, output): a command's typed output is
+    /// also reached by its name (`convert.train`) and, when it is the only
+    /// one of its type, by the type (`convert.dataset`, so a bare
+    /// `"convert"` reads it where a built-in kind expects a dataset).
+    fn aliases(&self) -> Vec<(String, String)>;
+
     /// Runs the stage. Blocking: the runner calls it on a blocking thread.
     fn run(&self, cx: &StageContext, inputs: &Inputs) -> Result<StageOutputs, StageError>;
 }
@@ -59,6 +65,11 @@ pub trait Kind: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + '
     /// See [`Stage::wants_scratch`].
     const WANTS_SCRATCH: bool = true;
 
+    /// See [`Stage::aliases`].
+    fn aliases(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// Runs the stage.
     fn run(&self, cx: &StageContext, inputs: &Inputs) -> Result<StageOutputs, StageError>;
 }
@@ -74,6 +85,10 @@ impl<K: Kind> Stage for K {
 
     fn wants_scratch(&self) -> bool {
         K::WANTS_SCRATCH
+    }
+
+    fn aliases(&self) -> Vec<(String, String)> {
+        Kind::aliases(self)
     }
 
     fn params(&self) -> KeyParams {
@@ -293,6 +308,18 @@ pub enum StageError {
         path: String,
         /// The full log.
         log: PathBuf,
+    },
+    /// A typed output does not match its artifact type's format.
+    #[error("output `{name}` (`{path}`) is not a valid `{kind}` artifact: {message} (see docs/artifacts.md)")]
+    InvalidOutput {
+        /// The output's name in `outs`.
+        name: String,
+        /// Its path.
+        path: String,
+        /// Its declared type.
+        kind: &'static str,
+        /// The part that is missing or malformed.
+        message: String,
     },
     /// The run was cancelled.
     #[error("cancelled")]

@@ -144,7 +144,7 @@ fn exports_load_in_python(f: &Fixture) {
         a = np.load(sys.argv[1]); t = load_file(sys.argv[2]); raw = np.fromfile(sys.argv[3], dtype='<f4').reshape(a.shape)\n\
         print(json.dumps({'shape': list(a.shape), 'dtype': str(a.dtype), 'npy_equal': bool((a == raw).all()), \
         'st_equal': bool((t['embeddings'] == raw).all()), 'labels': int(t['labels'].shape[0])}))\n";
-    let out = std::process::Command::new(crate::transfer::python())
+    let out = std::process::Command::new(crate::harness::python())
         .args(["-c", script])
         .arg(f.path("e.npy"))
         .arg(f.path("e.safetensors"))

@@ -169,3 +169,14 @@ pub fn seven() -> Fixture {
         .write("data/raw.txt", "b\na\nc\n");
     f
 }
+
+/// The libtorch venv's Python (the Makefile exports `LIBTORCH`, its
+/// `site-packages/torch`).
+pub fn python() -> std::path::PathBuf {
+    let torch = std::env::var_os("LIBTORCH")
+        .expect("LIBTORCH must point at the venv's torch package (run through `make test`)");
+    let venv = std::path::Path::new(&torch).ancestors().nth(4).unwrap();
+    let python = venv.join("bin/python3");
+    assert!(python.is_file(), "no Python at `{}`", python.display());
+    python
+}

@@ -2,6 +2,7 @@
 //! folders. One test binary, built from modules (as ripgrep does).
 
 mod agree;
+mod artifacts;
 mod cache;
 mod data;
 #[cfg(feature = "torch")]
@@ -12,6 +13,8 @@ mod harness;
 mod hostile;
 mod invalid;
 mod layers;
+#[cfg(feature = "torch")]
+mod python;
 mod resume;
 mod runs;
 mod slurm;

@@ -194,7 +194,7 @@ fn exported_weights_load_in_python_safetensors() {
     let f = fixture("");
     f.run_ok("p.toml", &[]);
     let (pre, _) = weights(&f, "pretrain");
-    let python = python();
+    let python = crate::harness::python();
     let script = "import json, sys\nfrom safetensors.numpy import load_file\n\
         t = load_file(sys.argv[1])\n\
         print(json.dumps({k: [str(v.dtype), list(v.shape), v.astype('float64').ravel().tolist()] for k, v in t.items()}))\n";
@@ -222,15 +222,4 @@ fn exported_weights_load_in_python_safetensors() {
             .collect();
         assert_eq!(&ours, values, "{name} differs in Python");
     }
-}
-
-/// The libtorch venv's Python (the Makefile exports `LIBTORCH`, its
-/// `site-packages/torch`).
-pub fn python() -> std::path::PathBuf {
-    let torch = std::env::var_os("LIBTORCH")
-        .expect("LIBTORCH must point at the venv's torch package (run through `make test`)");
-    let venv = std::path::Path::new(&torch).ancestors().nth(4).unwrap();
-    let python = venv.join("bin/python3");
-    assert!(python.is_file(), "no Python at `{}`", python.display());
-    python
 }

@@ -82,3 +82,101 @@ pub fn load(files: &BTreeMap<String, PathBuf>, name: &str) -> Result<Embeddings,
         trials,
     })
 }
+
+/// The files of the folder `dir` (its direct children), by name.
+pub(crate) fn files_of(dir: &Path) -> Result<BTreeMap<String, PathBuf>, String> {
+    let mut files = BTreeMap::new();
+    for e in std::fs::read_dir(dir).map_err(|e| format!("cannot list it: {e}"))? {
+        let e = e.map_err(|e| format!("cannot list it: {e}"))?;
+        files.insert(e.file_name().to_string_lossy().into_owned(), e.path());
+    }
+    Ok(files)
+}
+
+fn exact_f32(path: &Path, what: &str, want: usize) -> Result<Vec<f32>, String> {
+    let len = std::fs::metadata(path).map_err(|e| format!("{what}: {e}"))?.len();
+    if len != want as u64 * 4 {
+        return Err(format!(
+            "{what} has {len} bytes, not {want} f32 values ({} bytes)",
+            want * 4
+        ));
+    }
+    let v = read_f32(path)?;
+    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        return Err(format!("{what} holds a value that is not finite (value {i})"));
+    }
+    Ok(v)
+}
+
+/// Checks an embeddings folder as a typed output: everything [`load`]
+/// reads, and that every part agrees with `items.json` (no trailing bytes,
+/// one id, label and index per row, labels within `classes`, scores only
+/// with `head-classes`, unit rows when `normalized`, `trials.txt` lines
+/// of `label i j` over the rows' indices).
+pub fn check_dir(dir: &Path) -> Result<(), String> {
+    let files = files_of(dir)?;
+    let items = files.get("items.json").ok_or("no `items.json`")?;
+    let meta: EmbeddingsMeta = serde_json::from_slice(
+        &std::fs::read(items).map_err(|e| format!("items.json: {e}"))?,
+    )
+    .map_err(|e| format!("items.json: {e}"))?;
+    let (n, dim) = (meta.count, meta.dim);
+    if dim == 0 {
+        return Err("items.json: `dim` is 0".into());
+    }
+    for (field, len) in [
+        ("ids", meta.ids.len()),
+        ("labels", meta.labels.len()),
+        ("indices", meta.indices.len()),
+    ] {
+        if len != n {
+            return Err(format!("items.json: `{field}` has {len} entries, `count` is {n}"));
+        }
+    }
+    if let Some(l) = meta.labels.iter().find(|&&l| l as usize >= meta.classes.len()) {
+        return Err(format!(
+            "items.json: label {l} is not an index into `classes` ({} names)",
+            meta.classes.len()
+        ));
+    }
+    let matrix = exact_f32(
+        files.get("embeddings.f32").ok_or("no `embeddings.f32`")?,
+        "embeddings.f32",
+        n * dim,
+    )?;
+    if meta.normalized {
+        for (r, row) in matrix.chunks_exact(dim).enumerate() {
+            let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+            if (norm - 1.0).abs() > 1e-3 {
+                return Err(format!(
+                    "row {r} has norm {norm}, but items.json says `normalized = true`"
+                ));
+            }
+        }
+    }
+    match (&meta.head_classes, files.get("scores.f32")) {
+        (Some(h), Some(p)) => {
+            exact_f32(p, "scores.f32", n * h.len())?;
+        }
+        (Some(_), None) => return Err("items.json has `head-classes` but there is no `scores.f32`".into()),
+        (None, Some(_)) => return Err("`scores.f32` needs `head-classes` in items.json".into()),
+        (None, None) => {}
+    }
+    if let Some(p) = files.get("trials.txt") {
+        let text = std::fs::read_to_string(p).map_err(|e| format!("trials.txt: {e}"))?;
+        let known: std::collections::HashSet<u32> = meta.indices.iter().copied().collect();
+        for (no, line) in text.lines().enumerate() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let ok = matches!(f[..], [l, i, j]
+                if matches!(l, "0" | "1")
+                    && [i, j].iter().all(|x| x.parse::<u32>().is_ok_and(|x| known.contains(&x))));
+            if !ok {
+                return Err(format!(
+                    "trials.txt line {}: `{line}` is not `LABEL I J` (label 0 or 1, I and J among `indices`)",
+                    no + 1
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -4,6 +4,7 @@
 //! in [`crate::data::dataset`]. Kinds write and read these; the
 //! `tuneflow-torch` worker shares them, and never imports a kind.
 
+pub mod artifact;
 pub mod embeddings;
 pub mod freeze;
 pub mod model;

@@ -188,3 +188,79 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Strin
         std::fs::read(path).map_err(|e| format!("failed to read `{}`: {e}", path.display()))?;
     serde_json::from_slice(&bytes).map_err(|e| format!("bad `{}`: {e}", path.display()))
 }
+
+/// Checks a model folder as a typed output, without libtorch: `config.json`
+/// is a model config this build knows (a supported depth, `avg` or `stats`
+/// pooling, `image` or `fbank` data with its shape), `model.safetensors`
+/// holds only f32 tensors whose byte ranges fit the file, the embedding
+/// layer has `embedding` rows and the head one row per class. (Whether
+/// every tensor of the network is there with its shape is checked by the
+/// worker when a stage loads the folder.)
+pub fn check_dir(dir: &Path) -> Result<(), String> {
+    let files = super::embeddings::files_of(dir)?;
+    let config: ModelFolderConfig =
+        read_json(files.get("config.json").ok_or("no `config.json`")?)
+            .map_err(|e| format!("config.json: {e}"))?;
+    let m = &config.model;
+    m.blocks().map_err(|e| format!("config.json: {e}"))?;
+    if !matches!(m.pooling.as_str(), "avg" | "stats") {
+        return Err(format!("config.json: pooling `{}` is not `avg` or `stats`", m.pooling));
+    }
+    let shape_ok = match config.data_kind.as_str() {
+        "image" => config.data_shape.len() == 3,
+        "fbank" => config.data_shape.len() == 1,
+        other => return Err(format!("config.json: data-kind `{other}` is not `image` or `fbank`")),
+    };
+    if !shape_ok || config.data_shape.contains(&0) {
+        return Err(format!(
+            "config.json: data-shape {:?} does not fit `{}` data ([C, H, W] or [bins])",
+            config.data_shape, config.data_kind
+        ));
+    }
+    let weights = files.get("model.safetensors").ok_or("no `model.safetensors`")?;
+    let tensors = super::safetensors::read_header(weights)?;
+    let data_len = std::fs::metadata(weights).map(|x| x.len()).unwrap_or(0);
+    let header_len = {
+        let mut b = [0u8; 8];
+        std::io::Read::read_exact(
+            &mut std::fs::File::open(weights).map_err(|e| e.to_string())?,
+            &mut b,
+        )
+        .map_err(|e| e.to_string())?;
+        u64::from_le_bytes(b)
+    };
+    for (name, t) in &tensors {
+        if t.dtype != "F32" {
+            return Err(format!("model.safetensors: `{name}` is {}, not F32", t.dtype));
+        }
+        let [a, b] = t.data_offsets;
+        let want = t.shape.iter().product::<u64>() * 4;
+        if b < a || b - a != want || 8 + header_len + b > data_len {
+            return Err(format!(
+                "model.safetensors: `{name}` (shape {:?}) has a byte range that does not fit",
+                t.shape
+            ));
+        }
+    }
+    let shape = |n: &str| tensors.iter().find(|(k, _)| k == n).map(|(_, t)| &t.shape);
+    match shape("backbone.embedding.fc.weight") {
+        Some(s) if s.first() == Some(&(m.embedding as u64)) => {}
+        Some(s) => {
+            return Err(format!(
+                "model.safetensors: `backbone.embedding.fc.weight` has shape {s:?}, the config's embedding is {}",
+                m.embedding
+            ))
+        }
+        None => return Err("model.safetensors has no `backbone.embedding.fc.weight`".into()),
+    }
+    if let Some(s) = shape("head.weight") {
+        if s.first() != Some(&(config.classes.len() as u64)) {
+            return Err(format!(
+                "model.safetensors: `head.weight` has {} rows, config.json names {} classes",
+                s.first().copied().unwrap_or(0),
+                config.classes.len()
+            ));
+        }
+    }
+    Ok(())
+}

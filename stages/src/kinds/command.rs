@@ -13,7 +13,8 @@ use std::process::{Child, Command as Process, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::params::{Diagnostic, ParamReader, Spanned, Table};
+use crate::formats::artifact::ArtifactType;
+use crate::params::{Diagnostic, ParamReader, Spanned, Table, ValueKind};
 use crate::process::{spawn_group, Spawned};
 use crate::stage::{BuildContext, Inputs, Kind, StageContext, StageDecl, StageError, StageOutputs};
 
@@ -34,6 +35,54 @@ pub struct Command {
     /// or `extract` for its only or main output).
     #[serde(default)]
     pub uses: Vec<String>,
+    /// Outputs declared by name in an `outs` table, with their artifact
+    /// type if any (checked at commit). Their paths are in `outs` too.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub typed: BTreeMap<String, TypedOut>,
+}
+
+/// An output declared by name: `outs = { emb = { path = "out/emb", type =
+/// "embeddings" } }` (or `emb = "out/emb"`, untyped).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TypedOut {
+    /// Where it is written, relative to the pipeline folder.
+    pub path: String,
+    /// What it holds, checked when the stage commits.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ArtifactType>,
+}
+
+/// The `outs` param: a list of paths, or a table of named (typed) outputs.
+fn read_outs(r: &ParamReader<'_>) -> (Vec<Spanned<String>>, BTreeMap<String, TypedOut>) {
+    let Some(table) = r.raw("outs").and_then(|v| match &v.kind {
+        ValueKind::Table(t) => Some((t, v.span.clone())),
+        _ => None,
+    }) else {
+        return (r.str_list("outs"), BTreeMap::new());
+    };
+    let (table, span) = table;
+    let outer = ParamReader::new(table, span);
+    let mut paths = Vec::new();
+    let mut typed = BTreeMap::new();
+    for (name, v) in &table.entries {
+        let out = match &v.kind {
+            ValueKind::Table(_) => outer.nested(&name.value, |t| {
+                let path = t.required_str("path", "the output's path");
+                let kind = t.choice("type", &ArtifactType::NAMES);
+                path.map(|p| (p, kind.and_then(|k| ArtifactType::parse(&k.value))))
+            }),
+            _ => Some(outer.str(&name.value).map(|p| (p, None))),
+        };
+        if let Some(Some((path, kind))) = out {
+            let normal = crate::paths::normalize_rel(&path.value).unwrap_or_else(|_| path.value.clone());
+            typed.insert(name.value.clone(), TypedOut { path: normal, kind });
+            paths.push(path);
+        }
+    }
+    for e in outer.finish() {
+        r.error(e);
+    }
+    (paths, typed)
 }
 
 /// Builds a `command` stage from its params.
@@ -43,7 +92,7 @@ pub fn build(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
         .str_list("deps")
         .into_iter()
         .partition(|d| d.value.starts_with("${") && d.value.ends_with('}'));
-    let outs = r.str_list("outs");
+    let (outs, typed) = read_outs(r);
     let env = r.str_list("env");
     let cmd = cmd?;
     let mut uses = stage_refs(&cmd, cx.stages);
@@ -70,6 +119,7 @@ pub fn build(cx: &BuildContext<'_>, r: &ParamReader<'_>) -> Option<StageDecl> {
                 (e.value, value)
             })
             .collect(),
+        typed,
     };
     Some(StageDecl {
         stage: Box::new(stage),
@@ -164,6 +214,26 @@ impl Kind for Command {
     // Only views need a scratch folder, and they make their own.
     const WANTS_SCRATCH: bool = false;
 
+    fn aliases(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .typed
+            .iter()
+            .map(|(name, t)| (name.clone(), t.path.clone()))
+            .collect();
+        for ty in ArtifactType::NAMES {
+            let mut of_type = self
+                .typed
+                .values()
+                .filter(|t| t.kind.map(ArtifactType::name) == Some(ty));
+            if let (Some(t), None) = (of_type.next(), of_type.next()) {
+                if !self.typed.contains_key(ty) {
+                    out.push((ty.to_owned(), t.path.clone()));
+                }
+            }
+        }
+        out
+    }
+
     fn run(&self, cx: &StageContext, inputs: &Inputs) -> Result<StageOutputs, StageError> {
         // Stale outputs must not satisfy "the command created its outputs".
         // A link made since the pipeline was loaded must not lead the
@@ -233,6 +303,7 @@ impl Kind for Command {
             }
             paths.push((out.clone(), path));
         }
+        self.check_typed(cx)?;
         Ok(StageOutputs {
             paths,
             summary: serde_json::Value::Null,
@@ -242,6 +313,22 @@ impl Kind for Command {
 }
 
 impl Command {
+    /// Checks each typed output against its artifact type's format.
+    fn check_typed(&self, cx: &StageContext) -> Result<(), StageError> {
+        for (name, t) in &self.typed {
+            if let Some(kind) = t.kind {
+                kind.check(&cx.workdir.join(&t.path))
+                    .map_err(|message| StageError::InvalidOutput {
+                        name: name.clone(),
+                        path: t.path.clone(),
+                        kind: kind.name(),
+                        message,
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
     /// Fails when a folder on the way to an output is a symlink.
     fn refuse_links(&self, cx: &StageContext) -> Result<(), StageError> {
         for out in &self.outs {
@@ -397,6 +484,7 @@ mod tests {
             outs: outs.iter().map(|s| s.to_string()).collect(),
             env: BTreeMap::new(),
             uses: vec![],
+            typed: BTreeMap::new(),
         }
     }
 
