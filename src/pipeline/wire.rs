@@ -131,7 +131,7 @@ fn wire_ref(
         });
         return None;
     }
-    let names = outs
+    let mut names: Vec<(String, String)> = outs
         .iter()
         .filter(|o| output.is_empty() || **o == output)
         .map(|o| {
@@ -142,6 +142,17 @@ fn wire_ref(
             (r.input_name(), r.output)
         })
         .collect();
+    if output.is_empty() {
+        // The whole stage: its typed outputs under their other names too
+        // (a kind reads `convert/dataset` for a bare `data = "convert"`).
+        for (alias, path) in drafts[j].stage.aliases() {
+            let r = OutputRef {
+                stage: stage.to_owned(),
+                output: alias,
+            };
+            names.push((r.input_name(), path));
+        }
+    }
     Some((j, names))
 }
 

@@ -4,6 +4,8 @@
 mod agree;
 mod artifacts;
 mod cache;
+#[cfg(feature = "torch")]
+mod byo;
 mod data;
 #[cfg(feature = "torch")]
 mod demo;
