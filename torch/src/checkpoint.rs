@@ -42,17 +42,49 @@ pub fn save_sorted(vs: &nn::VarStore, path: &Path) -> Result<(), String> {
         .map_err(|e| format!("failed to write `{}`: {e}", path.display()))
 }
 
-/// Copies weights saved by `save_sorted` into `vs`, exactly.
+/// Copies weights saved by `save_sorted` into `vs`, exactly: the file must
+/// hold every tensor of the model, with its shape, as f32, and nothing
+/// else (a model folder a user's script wrote is read through here: a
+/// missing tensor must not stay at its random initial value).
 pub fn load_into(vs: &nn::VarStore, path: &Path) -> Result<(), String> {
     let named = Tensor::read_safetensors(path)
         .map_err(|e| format!("failed to read `{}`: {e}", path.display()))?;
     let vars = vs.variables();
+    let given: std::collections::BTreeSet<&str> = named.iter().map(|(k, _)| k.as_str()).collect();
+    let mut missing: Vec<&str> = vars
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !given.contains(k))
+        .collect();
+    missing.sort_unstable();
+    let unexpected: Vec<&str> = given
+        .iter()
+        .copied()
+        .filter(|k| !vars.contains_key(*k))
+        .collect();
+    if !missing.is_empty() || !unexpected.is_empty() {
+        let show = |v: &[&str]| v.iter().take(8).copied().collect::<Vec<_>>().join(", ");
+        return Err(format!(
+            "`{}` does not fit the model: {} missing tensor(s) [{}], {} unexpected [{}]",
+            path.display(),
+            missing.len(),
+            show(&missing),
+            unexpected.len(),
+            show(&unexpected)
+        ));
+    }
     tch::no_grad(|| {
         for (name, t) in &named {
-            let mut v = vars
-                .get(name)
-                .ok_or_else(|| format!("`{}` has `{name}`, which the model lacks", path.display()))?
-                .shallow_clone();
+            let mut v = vars[name].shallow_clone();
+            if t.size() != v.size() || t.kind() != tch::Kind::Float {
+                return Err(format!(
+                    "`{}`: `{name}` is {:?} {:?}, the model needs Float {:?}",
+                    path.display(),
+                    t.kind(),
+                    t.size(),
+                    v.size()
+                ));
+            }
             v.copy_(t);
         }
         Ok(())
