@@ -1,5 +1,6 @@
 //! `tuneflow metrics PIPELINE [--diff]`: the metrics the `evaluate` stages
-//! of the pipeline as it is now report (the results the same decision as
+//! (and the typed `metrics` outputs of command stages) of the pipeline as
+//! it is now report (the results the same decision as
 //! `run` resolves to, never a stale "latest run"); with `--diff`, next to
 //! the most recent earlier run whose result for that stage differs.
 #![expect(clippy::print_stdout, reason = "the command prints a report")]
@@ -15,10 +16,47 @@ use crate::pipeline::{self, PipelineError};
 use crate::run::cache::{layout_for, Cache};
 use crate::run::lookup::{resolve, Decision, Lookup, Resolved};
 
-/// Stage -> its key and `evaluate` report.
+/// Report label (`stage`, or `stage.output` for a command's metrics) ->
+/// the stage's key and the report.
 type Reports = BTreeMap<String, (StageDigest, serde_json::Value)>;
 
-/// The `evaluate` reports of the pipeline as it resolves now.
+/// The reports in a manifest's summary, by label suffix: `evaluate`'s
+/// (suffix ""), and each typed `metrics` output of a command (`.NAME`),
+/// as a one-column report of its numbers flattened to dotted names.
+fn reports_in(summary: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    if let Some(report) = summary.get("evaluate") {
+        out.push((String::new(), report.clone()));
+    }
+    for (name, value) in summary.get("metrics").and_then(|m| m.as_object()).into_iter().flatten() {
+        let mut flat = serde_json::Map::new();
+        flatten_numbers(value, "", &mut flat);
+        let report = serde_json::json!({
+            "columns": ["value"],
+            "value": flat,
+            "source": format!("the command's `{name}` output"),
+        });
+        out.push((format!(".{name}"), report));
+    }
+    out
+}
+
+fn flatten_numbers(v: &serde_json::Value, at: &str, out: &mut serde_json::Map<String, serde_json::Value>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                let here = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                flatten_numbers(x, &here, out);
+            }
+        }
+        serde_json::Value::Number(_) => {
+            out.insert(at.to_owned(), v.clone());
+        }
+        _ => {}
+    }
+}
+
+/// The reports of the pipeline as it resolves now.
 fn current(plan: &pipeline::Plan, resolved: &[Resolved]) -> Reports {
     let mut out = Reports::new();
     for (ps, r) in plan.stages.iter().zip(resolved) {
@@ -26,22 +64,23 @@ fn current(plan: &pipeline::Plan, resolved: &[Resolved]) -> Reports {
             record, manifest, ..
         }) = r
         {
-            if let Some(report) = manifest.summary.get("evaluate") {
-                out.insert(ps.name.clone(), (record.key, report.clone()));
+            for (suffix, report) in reports_in(&manifest.summary) {
+                out.insert(format!("{}{suffix}", ps.name), (record.key, report));
             }
         }
     }
     out
 }
 
-/// The report of `stage` in the most recent recorded run of this pipeline
-/// whose result for it is not `key`.
+/// The report `label` of `stage` in the most recent recorded run of this
+/// pipeline whose result for it is not `key`.
 fn previous(
     index: &Index,
     file: &str,
-    stage: &str,
+    (stage, label): (&str, &str),
     key: &StageDigest,
 ) -> Result<Option<serde_json::Value>, RunError> {
+    let suffix = &label[stage.len()..];
     for (_, run) in index.runs()?.iter().rev() {
         if run.pipeline != file {
             continue;
@@ -50,8 +89,8 @@ fn previous(
             continue;
         };
         if let Some(m) = index.result(k)? {
-            if let Some(r) = m.summary.get("evaluate") {
-                return Ok(Some(r.clone()));
+            if let Some((_, r)) = reports_in(&m.summary).into_iter().find(|(s, _)| s == suffix) {
+                return Ok(Some(r));
             }
         }
     }
@@ -63,7 +102,7 @@ fn flatten(report: &serde_json::Value) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     if let Some(o) = report.as_object() {
         for (group, v) in o {
-            if group == "trials" || group == "columns" {
+            if group == "trials" || group == "columns" || group == "source" {
                 continue;
             }
             for (k, x) in v.as_object().into_iter().flatten() {
@@ -85,30 +124,37 @@ pub fn metrics(args: &MetricsArgs, cache_flag: Option<&Path>) -> Result<i32, Run
     let now = current(&plan, &resolve(&lookup)?);
     if now.is_empty() {
         return Err(PipelineError::Usage(format!(
-            "no `evaluate` stage of `{}` has a result for the pipeline as it is now; run it first",
+            "no `evaluate` stage (or command with a `metrics` output) of `{}` has a result for the pipeline as it is now; run it first",
             args.pipeline.display()
         ))
         .into());
     }
     let file = plan.file.display().to_string();
-    for (stage, (key, report)) in &now {
+    for (label, (key, report)) in &now {
+        let stage = plan
+            .stages
+            .iter()
+            .map(|s| s.name.as_str())
+            .find(|s| label == s || label.starts_with(&format!("{s}.")))
+            .unwrap_or(label);
+        let stage = &stage.to_owned();
         let before = if args.diff {
-            previous(&cache.index, &file, stage, key)?
+            previous(&cache.index, &file, (stage, label), key)?
         } else {
             None
         };
         if args.json {
             let line = serde_json::json!({
-                "event": "metrics", "stage": stage, "metrics": report,
+                "event": "metrics", "stage": stage, "report": label, "metrics": report,
                 "previous": before,
             });
             println!("{line}");
         } else {
             let previous = before.as_ref().map(flatten);
             if args.diff && previous.is_none() {
-                println!("{stage}: no earlier run with a different result to compare with");
+                println!("{label}: no earlier run with a different result to compare with");
             }
-            print_table(stage, &flatten(report), previous.as_ref(), report);
+            print_table(label, &flatten(report), previous.as_ref(), report);
         }
     }
     Ok(exit::SUCCESS)
@@ -121,12 +167,15 @@ fn print_table(
     report: &serde_json::Value,
 ) {
     let trials = &report["trials"];
-    println!(
-        "{stage}  ({} trials, {} same-class; {})",
-        trials["count"],
-        trials["positives"],
-        trials["source"].as_str().unwrap_or("")
-    );
+    match report["source"].as_str() {
+        Some(source) => println!("{stage}  ({source})"),
+        None => println!(
+            "{stage}  ({} trials, {} same-class; {})",
+            trials["count"],
+            trials["positives"],
+            trials["source"].as_str().unwrap_or("")
+        ),
+    }
     // Columns: the model, the baseline and their difference (in the order
     // the report gives); one row per metric.
     let mut groups: Vec<&str> = report["columns"]

@@ -131,3 +131,28 @@ outs = { curves = { path = "plots", type = "plots" } }
     assert_eq!(r.code, 2, "{all}");
     assert!(all.contains("dataset") && all.contains("embeddings"), "{all}");
 }
+
+/// A command's typed `metrics` output is shown by `tuneflow metrics`
+/// (nested numbers as dotted names) and compared by `--diff` with the
+/// run before, like `evaluate`'s.
+#[test]
+fn a_commands_metrics_are_shown_and_diffed() {
+    let f = Fixture::new();
+    let pipeline = |acc: &str| {
+        format!(
+            "[stage.score]\nkind = \"command\"\n\
+             cmd = \"printf '{{\\\"acc\\\": {acc}, \\\"per\\\": {{\\\"a\\\": 1.5}}}}' > m.json\"\n\
+             outs = {{ quality = {{ path = \"m.json\", type = \"metrics\" }} }}\n"
+        )
+    };
+    f.write("p.toml", &pipeline("0.5"));
+    f.run_ok("p.toml", &[]);
+    f.write("p.toml", &pipeline("0.75"));
+    f.run_ok("p.toml", &[]);
+    let m = f.tuneflow(&["metrics", "p.toml", "--diff"]);
+    assert_eq!(m.code, 0, "{}", m.stderr);
+    assert!(m.stdout.contains("score.quality"), "{}", m.stdout);
+    let acc = m.stdout.lines().find(|l| l.trim_start().starts_with("acc ")).unwrap_or("");
+    assert!(acc.contains("0.7500") && acc.contains("0.5000") && acc.contains("+0.2500"), "{}", m.stdout);
+    assert!(m.stdout.contains("per.a"), "{}", m.stdout);
+}

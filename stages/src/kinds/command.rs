@@ -306,7 +306,7 @@ impl Kind for Command {
         self.check_typed(cx)?;
         Ok(StageOutputs {
             paths,
-            summary: serde_json::Value::Null,
+            summary: self.metrics_summary(cx),
             reexports: Vec::new(),
         })
     }
@@ -327,6 +327,31 @@ impl Command {
             }
         }
         Ok(())
+    }
+
+    /// `{"metrics": {NAME: <the JSON>}}` for the typed `metrics` outputs
+    /// (checked already), which `tuneflow metrics` shows; null if none.
+    /// A file over 1 MiB is left out of the summary (it stays an output).
+    fn metrics_summary(&self, cx: &StageContext) -> serde_json::Value {
+        let mut found = serde_json::Map::new();
+        for (name, t) in &self.typed {
+            if t.kind != Some(ArtifactType::Metrics) {
+                continue;
+            }
+            let path = cx.workdir.join(&t.path);
+            let small = std::fs::metadata(&path).is_ok_and(|m| m.len() <= 1 << 20);
+            let value = small
+                .then(|| std::fs::read(&path).ok())
+                .flatten()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            if let Some(v) = value {
+                found.insert(name.clone(), v);
+            }
+        }
+        if found.is_empty() {
+            return serde_json::Value::Null;
+        }
+        serde_json::json!({ "metrics": found })
     }
 
     /// Fails when a folder on the way to an output is a symlink.
