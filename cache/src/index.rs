@@ -396,7 +396,6 @@ impl Index {
     }
 }
 
-
 /// (name without `ext`, path) of each file `NAME{ext}` in `dir` whose
 /// name has no other dot (temp files start with one).
 fn flat(dir: &Path, ext: &str) -> Result<Vec<(String, PathBuf)>, CacheError> {
@@ -473,7 +472,6 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<(
             f.sync_all().ctx("fsync", &tmp)?;
         }
         std::fs::rename(&tmp, path).ctx("rename into", path)
-
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -28,7 +28,12 @@ fn reports_in(summary: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
     if let Some(report) = summary.get("evaluate") {
         out.push((String::new(), report.clone()));
     }
-    for (name, value) in summary.get("metrics").and_then(|m| m.as_object()).into_iter().flatten() {
+    for (name, value) in summary
+        .get("metrics")
+        .and_then(|m| m.as_object())
+        .into_iter()
+        .flatten()
+    {
         let mut flat = serde_json::Map::new();
         flatten_numbers(value, "", &mut flat);
         let report = serde_json::json!({
@@ -41,11 +46,19 @@ fn reports_in(summary: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
     out
 }
 
-fn flatten_numbers(v: &serde_json::Value, at: &str, out: &mut serde_json::Map<String, serde_json::Value>) {
+fn flatten_numbers(
+    v: &serde_json::Value,
+    at: &str,
+    out: &mut serde_json::Map<String, serde_json::Value>,
+) {
     match v {
         serde_json::Value::Object(m) => {
             for (k, x) in m {
-                let here = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                let here = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
                 flatten_numbers(x, &here, out);
             }
         }
@@ -89,7 +102,10 @@ fn previous(
             continue;
         };
         if let Some(m) = index.result(k)? {
-            if let Some((_, r)) = reports_in(&m.summary).into_iter().find(|(s, _)| s == suffix) {
+            if let Some((_, r)) = reports_in(&m.summary)
+                .into_iter()
+                .find(|(s, _)| s == suffix)
+            {
                 return Ok(Some(r));
             }
         }

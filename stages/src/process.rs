@@ -170,7 +170,9 @@ fn record_group(dir: &Path, pgid: u32) -> std::io::Result<PathBuf> {
     static STARTED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
     let me = std::process::id();
     let path = dir.join(format!("{me}"));
-    let mut started = STARTED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut started = STARTED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if !started.contains(&path) {
         // A file of this name from an earlier runner with the same pid was
         // ended by `end_leftovers` before this run spawned anything.

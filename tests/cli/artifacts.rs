@@ -65,13 +65,20 @@ fn evaluate_reads_embeddings_a_script_wrote() {
     let m = f.tuneflow(&["metrics", "p.toml", "--json"]);
     assert_eq!(m.code, 0, "{}", m.stderr);
     let v: serde_json::Value = serde_json::from_str(&m.stdout).unwrap();
-    let eer = v.pointer("/metrics/model/eer").and_then(serde_json::Value::as_f64);
+    let eer = v
+        .pointer("/metrics/model/eer")
+        .and_then(serde_json::Value::as_f64);
     assert_eq!(eer, Some(0.0), "clustered classes separate perfectly: {v}");
     let again = f.run_ok("p.toml", &[]);
     assert_eq!(again.stages("stage-cached").len(), 2, "{}", again.stdout);
     f.write("write_emb.py", &WRITE_EMB.replace("0.05 *", "0.06 *"));
     let changed = f.run_ok("p.toml", &[]);
-    assert_eq!(changed.stages("stage-finished"), ["emb", "score"], "{}", changed.stdout);
+    assert_eq!(
+        changed.stages("stage-finished"),
+        ["emb", "score"],
+        "{}",
+        changed.stdout
+    );
 }
 
 /// A typed output that breaks its format fails its own stage, naming the
@@ -87,7 +94,8 @@ fn a_malformed_typed_output_fails_its_stage_with_the_part_named() {
         assert_ne!(r.code, 0, "{damage}: {}", r.stdout);
         let all = format!("{}{}", r.stdout, r.stderr);
         assert!(
-            all.contains("output `emb` (`out/emb`) is not a valid `embeddings` artifact") && all.contains(part),
+            all.contains("output `emb` (`out/emb`) is not a valid `embeddings` artifact")
+                && all.contains(part),
             "{damage}: {all}"
         );
         let st = f.tuneflow(&["status", "p.toml", "--json"]);
@@ -129,7 +137,10 @@ outs = { curves = { path = "plots", type = "plots" } }
     let r = f.tuneflow(&["run", "p.toml"]);
     let all = format!("{}{}", r.stdout, r.stderr);
     assert_eq!(r.code, 2, "{all}");
-    assert!(all.contains("dataset") && all.contains("embeddings"), "{all}");
+    assert!(
+        all.contains("dataset") && all.contains("embeddings"),
+        "{all}"
+    );
 }
 
 /// A command's typed `metrics` output is shown by `tuneflow metrics`
@@ -152,7 +163,15 @@ fn a_commands_metrics_are_shown_and_diffed() {
     let m = f.tuneflow(&["metrics", "p.toml", "--diff"]);
     assert_eq!(m.code, 0, "{}", m.stderr);
     assert!(m.stdout.contains("score.quality"), "{}", m.stdout);
-    let acc = m.stdout.lines().find(|l| l.trim_start().starts_with("acc ")).unwrap_or("");
-    assert!(acc.contains("0.7500") && acc.contains("0.5000") && acc.contains("+0.2500"), "{}", m.stdout);
+    let acc = m
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("acc "))
+        .unwrap_or("");
+    assert!(
+        acc.contains("0.7500") && acc.contains("0.5000") && acc.contains("+0.2500"),
+        "{}",
+        m.stdout
+    );
     assert!(m.stdout.contains("per.a"), "{}", m.stdout);
 }

@@ -12,8 +12,15 @@ const REPO: &str = env!("CARGO_MANIFEST_DIR");
 /// `pipelines/byo/*.py`, `python/tuneflow_artifacts`, and fixtures.
 fn layout() -> Fixture {
     let f = Fixture::new();
-    for rel in ["pipelines/byo.toml", "pipelines/byo/convert.py", "pipelines/byo/probe.py"] {
-        f.write(rel, &std::fs::read_to_string(format!("{REPO}/{rel}")).unwrap());
+    for rel in [
+        "pipelines/byo.toml",
+        "pipelines/byo/convert.py",
+        "pipelines/byo/probe.py",
+    ] {
+        f.write(
+            rel,
+            &std::fs::read_to_string(format!("{REPO}/{rel}")).unwrap(),
+        );
     }
     let helper = format!("{REPO}/python/tuneflow_artifacts");
     for e in std::fs::read_dir(&helper).unwrap().flatten() {
@@ -24,7 +31,12 @@ fn layout() -> Fixture {
         }
     }
     let r = f.tuneflow(&[
-        "fixtures", "--out", "pipelines/fixtures", "--no-speakers", "--digits-per-class", "30",
+        "fixtures",
+        "--out",
+        "pipelines/fixtures",
+        "--no-speakers",
+        "--digits-per-class",
+        "30",
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     f
@@ -61,7 +73,10 @@ fn edit(f: &Fixture, rel: &str, from: &str, to: &str) {
 fn your_own_code_between_built_in_stages_reruns_exactly_its_dependents() {
     let f = layout();
     let first = run(&f);
-    assert_eq!(ran(&first), ["convert", "evaluate", "pretrain", "probe", "target"]);
+    assert_eq!(
+        ran(&first),
+        ["convert", "evaluate", "pretrain", "probe", "target"]
+    );
     let metrics = first
         .events()
         .into_iter()
@@ -140,14 +155,22 @@ fn extract_reads_a_model_a_script_saved_and_refuses_an_incomplete_one() {
     f.write("pipelines/resave.py", RESAVE);
     f.write("pipelines/byo.toml", &resave_pipeline("none"));
     let ok = run(&f);
-    assert!(ok.stages("stage-finished").contains(&"x".to_owned()), "{}", ok.stdout);
-    f.write("pipelines/byo.toml", &resave_pipeline("backbone.layer1.0.conv1.weight"));
+    assert!(
+        ok.stages("stage-finished").contains(&"x".to_owned()),
+        "{}",
+        ok.stdout
+    );
+    f.write(
+        "pipelines/byo.toml",
+        &resave_pipeline("backbone.layer1.0.conv1.weight"),
+    );
     let out = f
         .command(&["run", "pipelines/byo.toml"])
         .env("PYTHON", python())
         .output()
         .unwrap();
-    let all = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let all =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(
         all.contains("1 missing tensor(s) [backbone.layer1.0.conv1.weight]"),

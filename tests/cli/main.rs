@@ -3,9 +3,9 @@
 
 mod agree;
 mod artifacts;
-mod cache;
 #[cfg(feature = "torch")]
 mod byo;
+mod cache;
 mod data;
 #[cfg(feature = "torch")]
 mod demo;

@@ -9,7 +9,10 @@ use crate::harness::{bin, python};
 #[test]
 fn the_python_helper_round_trips_real_artifacts_and_matches_extract() {
     let work = tempfile::tempdir().unwrap();
-    let script = format!("{}/python/tests/inputs/make-inputs.sh", env!("CARGO_MANIFEST_DIR"));
+    let script = format!(
+        "{}/python/tests/inputs/make-inputs.sh",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let out = std::process::Command::new("bash")
         .arg(&script)
         .arg(bin())
@@ -18,10 +21,20 @@ fn the_python_helper_round_trips_real_artifacts_and_matches_extract() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{}\n{stderr}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}\n{stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     // unittest's summary: every test ran (none skipped for lack of inputs).
-    let summary = stderr.lines().rev().find(|l| l.starts_with("OK") || l.starts_with("FAILED"));
+    let summary = stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("OK") || l.starts_with("FAILED"));
     assert_eq!(summary, Some("OK"), "{stderr}");
-    let ran = stderr.lines().find(|l| l.starts_with("Ran ")).unwrap_or_default();
+    let ran = stderr
+        .lines()
+        .find(|l| l.starts_with("Ran "))
+        .unwrap_or_default();
     assert!(ran.starts_with("Ran 3"), "{ran}");
 }

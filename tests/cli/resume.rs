@@ -199,7 +199,10 @@ fn kill_9_of_the_runner_ends_its_commands_at_once() {
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !f.path("started.txt").exists() {
-        assert!(std::time::Instant::now() < deadline, "the command never started");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command never started"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(100));
@@ -212,7 +215,12 @@ fn kill_9_of_the_runner_ends_its_commands_at_once() {
         "a background process of the killed run's command kept running"
     );
     let state = std::fs::read_to_string(format!("/proc/{leader}/stat")).unwrap_or_default();
-    let state = state.rsplit(')').next().unwrap_or("").split_whitespace().next();
+    let state = state
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .next();
     assert!(
         state.is_none() || state == Some("Z"),
         "the command's shell ({leader}) still runs: {state:?}"

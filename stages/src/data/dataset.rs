@@ -327,10 +327,13 @@ impl DatasetReader {
 /// `split.bin` of item indices, and `trials` lines of `label i j`.
 pub fn check_dir(dir: &Path) -> Result<(), String> {
     let read = |rel: &str| std::fs::read(dir.join(rel)).map_err(|e| format!("`{rel}`: {e}"));
-    let info: DatasetInfo = serde_json::from_slice(&read("dataset.json")?)
-        .map_err(|e| format!("dataset.json: {e}"))?;
+    let info: DatasetInfo =
+        serde_json::from_slice(&read("dataset.json")?).map_err(|e| format!("dataset.json: {e}"))?;
     if info.format_version != 1 {
-        return Err(format!("dataset.json: format-version {} is not 1", info.format_version));
+        return Err(format!(
+            "dataset.json: format-version {} is not 1",
+            info.format_version
+        ));
     }
     let item_bytes: u64 = match (info.kind.as_str(), info.dtype.as_str(), &info.shape[..]) {
         ("image", "u8", [c, h, w]) => u64::from(*c) * u64::from(*h) * u64::from(*w),
@@ -353,16 +356,27 @@ pub fn check_dir(dir: &Path) -> Result<(), String> {
         ));
     }
     let mut shard_len = Vec::new();
-    for (i, rec) in items.chunks_exact(RECORD).map(ItemRecord::decode).enumerate() {
+    for (i, rec) in items
+        .chunks_exact(RECORD)
+        .map(ItemRecord::decode)
+        .enumerate()
+    {
         if rec.label as usize >= info.classes.len() {
-            return Err(format!("item {i}: label {} is not an index into `classes`", rec.label));
+            return Err(format!(
+                "item {i}: label {} is not an index into `classes`",
+                rec.label
+            ));
         }
         while shard_len.len() <= rec.shard as usize {
             let rel = format!("shards/shard-{:05}.bin", shard_len.len());
             let len = std::fs::metadata(dir.join(&rel)).map_err(|e| format!("`{rel}`: {e}"))?;
             shard_len.push(len.len());
         }
-        let per_frame = if info.kind == "image" { 1 } else { u64::from(rec.frames) };
+        let per_frame = if info.kind == "image" {
+            1
+        } else {
+            u64::from(rec.frames)
+        };
         if u64::from(rec.len) != item_bytes * per_frame || rec.frames == 0 {
             return Err(format!(
                 "item {i}: {} bytes and {} frames do not fit the item shape {:?}",
@@ -370,19 +384,26 @@ pub fn check_dir(dir: &Path) -> Result<(), String> {
             ));
         }
         if rec.offset + u64::from(rec.len) > shard_len[rec.shard as usize] {
-            return Err(format!("item {i}: its bytes lie past the end of shard {}", rec.shard));
+            return Err(format!(
+                "item {i}: its bytes lie past the end of shard {}",
+                rec.shard
+            ));
         }
     }
     let ids = String::from_utf8(read("ids.txt")?).map_err(|_| "ids.txt is not UTF-8")?;
     if ids.lines().count() as u64 != info.items {
-        return Err(format!("ids.txt has {} lines, not {}", ids.lines().count(), info.items));
+        return Err(format!(
+            "ids.txt has {} lines, not {}",
+            ids.lines().count(),
+            info.items
+        ));
     }
     if dir.join("split.bin").exists() {
         let split = read("split.bin")?;
         let bad = split.len() % 4 != 0
-            || split
-                .chunks_exact(4)
-                .any(|c| u64::from(u32::from_le_bytes(c.try_into().expect("4 bytes"))) >= info.items);
+            || split.chunks_exact(4).any(|c| {
+                u64::from(u32::from_le_bytes(c.try_into().expect("4 bytes"))) >= info.items
+            });
         if bad {
             return Err("split.bin is not a list of u32 item indices".into());
         }
@@ -394,7 +415,10 @@ pub fn check_dir(dir: &Path) -> Result<(), String> {
             let ok = matches!(f[..], [_, i, j]
                 if [i, j].iter().all(|x| x.parse::<u64>().is_ok_and(|x| x < info.items)));
             if !ok {
-                return Err(format!("trials.txt line {}: `{line}` is not `LABEL I J`", no + 1));
+                return Err(format!(
+                    "trials.txt line {}: `{line}` is not `LABEL I J`",
+                    no + 1
+                ));
             }
         }
     }

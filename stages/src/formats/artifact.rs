@@ -118,7 +118,9 @@ fn check_plots(dir: &Path) -> Result<(), String> {
         let name = e.file_name().to_string_lossy().into_owned();
         let path = e.path();
         if !path.is_file() {
-            return Err(format!("`{name}` is not a file (plots are PNG or SVG files)"));
+            return Err(format!(
+                "`{name}` is not a file (plots are PNG or SVG files)"
+            ));
         }
         let mut head = [0u8; 512];
         let n = std::io::Read::read(

@@ -94,7 +94,9 @@ pub(crate) fn files_of(dir: &Path) -> Result<BTreeMap<String, PathBuf>, String> 
 }
 
 fn exact_f32(path: &Path, what: &str, want: usize) -> Result<Vec<f32>, String> {
-    let len = std::fs::metadata(path).map_err(|e| format!("{what}: {e}"))?.len();
+    let len = std::fs::metadata(path)
+        .map_err(|e| format!("{what}: {e}"))?
+        .len();
     if len != want as u64 * 4 {
         return Err(format!(
             "{what} has {len} bytes, not {want} f32 values ({} bytes)",
@@ -103,7 +105,9 @@ fn exact_f32(path: &Path, what: &str, want: usize) -> Result<Vec<f32>, String> {
     }
     let v = read_f32(path)?;
     if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-        return Err(format!("{what} holds a value that is not finite (value {i})"));
+        return Err(format!(
+            "{what} holds a value that is not finite (value {i})"
+        ));
     }
     Ok(v)
 }
@@ -116,10 +120,9 @@ fn exact_f32(path: &Path, what: &str, want: usize) -> Result<Vec<f32>, String> {
 pub fn check_dir(dir: &Path) -> Result<(), String> {
     let files = files_of(dir)?;
     let items = files.get("items.json").ok_or("no `items.json`")?;
-    let meta: EmbeddingsMeta = serde_json::from_slice(
-        &std::fs::read(items).map_err(|e| format!("items.json: {e}"))?,
-    )
-    .map_err(|e| format!("items.json: {e}"))?;
+    let meta: EmbeddingsMeta =
+        serde_json::from_slice(&std::fs::read(items).map_err(|e| format!("items.json: {e}"))?)
+            .map_err(|e| format!("items.json: {e}"))?;
     let (n, dim) = (meta.count, meta.dim);
     if dim == 0 {
         return Err("items.json: `dim` is 0".into());
@@ -130,10 +133,16 @@ pub fn check_dir(dir: &Path) -> Result<(), String> {
         ("indices", meta.indices.len()),
     ] {
         if len != n {
-            return Err(format!("items.json: `{field}` has {len} entries, `count` is {n}"));
+            return Err(format!(
+                "items.json: `{field}` has {len} entries, `count` is {n}"
+            ));
         }
     }
-    if let Some(l) = meta.labels.iter().find(|&&l| l as usize >= meta.classes.len()) {
+    if let Some(l) = meta
+        .labels
+        .iter()
+        .find(|&&l| l as usize >= meta.classes.len())
+    {
         return Err(format!(
             "items.json: label {l} is not an index into `classes` ({} names)",
             meta.classes.len()
@@ -158,7 +167,9 @@ pub fn check_dir(dir: &Path) -> Result<(), String> {
         (Some(h), Some(p)) => {
             exact_f32(p, "scores.f32", n * h.len())?;
         }
-        (Some(_), None) => return Err("items.json has `head-classes` but there is no `scores.f32`".into()),
+        (Some(_), None) => {
+            return Err("items.json has `head-classes` but there is no `scores.f32`".into())
+        }
         (None, Some(_)) => return Err("`scores.f32` needs `head-classes` in items.json".into()),
         (None, None) => {}
     }

@@ -198,18 +198,24 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Strin
 /// worker when a stage loads the folder.)
 pub fn check_dir(dir: &Path) -> Result<(), String> {
     let files = super::embeddings::files_of(dir)?;
-    let config: ModelFolderConfig =
-        read_json(files.get("config.json").ok_or("no `config.json`")?)
-            .map_err(|e| format!("config.json: {e}"))?;
+    let config: ModelFolderConfig = read_json(files.get("config.json").ok_or("no `config.json`")?)
+        .map_err(|e| format!("config.json: {e}"))?;
     let m = &config.model;
     m.blocks().map_err(|e| format!("config.json: {e}"))?;
     if !matches!(m.pooling.as_str(), "avg" | "stats") {
-        return Err(format!("config.json: pooling `{}` is not `avg` or `stats`", m.pooling));
+        return Err(format!(
+            "config.json: pooling `{}` is not `avg` or `stats`",
+            m.pooling
+        ));
     }
     let shape_ok = match config.data_kind.as_str() {
         "image" => config.data_shape.len() == 3,
         "fbank" => config.data_shape.len() == 1,
-        other => return Err(format!("config.json: data-kind `{other}` is not `image` or `fbank`")),
+        other => {
+            return Err(format!(
+                "config.json: data-kind `{other}` is not `image` or `fbank`"
+            ))
+        }
     };
     if !shape_ok || config.data_shape.contains(&0) {
         return Err(format!(
@@ -217,7 +223,9 @@ pub fn check_dir(dir: &Path) -> Result<(), String> {
             config.data_shape, config.data_kind
         ));
     }
-    let weights = files.get("model.safetensors").ok_or("no `model.safetensors`")?;
+    let weights = files
+        .get("model.safetensors")
+        .ok_or("no `model.safetensors`")?;
     let tensors = super::safetensors::read_header(weights)?;
     let data_len = std::fs::metadata(weights).map(|x| x.len()).unwrap_or(0);
     let header_len = {
@@ -231,7 +239,10 @@ pub fn check_dir(dir: &Path) -> Result<(), String> {
     };
     for (name, t) in &tensors {
         if t.dtype != "F32" {
-            return Err(format!("model.safetensors: `{name}` is {}, not F32", t.dtype));
+            return Err(format!(
+                "model.safetensors: `{name}` is {}, not F32",
+                t.dtype
+            ));
         }
         let [a, b] = t.data_offsets;
         let want = t.shape.iter().product::<u64>() * 4;

@@ -74,7 +74,8 @@ fn read_outs(r: &ParamReader<'_>) -> (Vec<Spanned<String>>, BTreeMap<String, Typ
             _ => Some(outer.str(&name.value).map(|p| (p, None))),
         };
         if let Some(Some((path, kind))) = out {
-            let normal = crate::paths::normalize_rel(&path.value).unwrap_or_else(|_| path.value.clone());
+            let normal =
+                crate::paths::normalize_rel(&path.value).unwrap_or_else(|_| path.value.clone());
             typed.insert(name.value.clone(), TypedOut { path: normal, kind });
             paths.push(path);
         }
@@ -317,13 +318,14 @@ impl Command {
     fn check_typed(&self, cx: &StageContext) -> Result<(), StageError> {
         for (name, t) in &self.typed {
             if let Some(kind) = t.kind {
-                kind.check(&cx.workdir.join(&t.path))
-                    .map_err(|message| StageError::InvalidOutput {
+                kind.check(&cx.workdir.join(&t.path)).map_err(|message| {
+                    StageError::InvalidOutput {
                         name: name.clone(),
                         path: t.path.clone(),
                         kind: kind.name(),
                         message,
-                    })?;
+                    }
+                })?;
             }
         }
         Ok(())
