@@ -235,7 +235,7 @@ def architecture(config: dict, data_kind: Optional[str] = None,
 def check_tensors(tensors: Mapping[str, np.ndarray], config: dict, where: str) -> None:
     """The weights must be exactly the architecture's tensors, with its
     shapes (tuneflow's ``extract`` errs on an unknown name or shape, and
-    leaves a missing tensor at its random initial value)."""
+    refuses a missing, unexpected or misshaped tensor)."""
     want = architecture(config)
     missing = [k for k in want if k not in tensors]
     unexpected = [k for k in tensors if k not in want]

@@ -12,6 +12,8 @@
 //! each), so a stage costs no new file: thousands of quick stages made a
 //! file per group expensive on ext4.
 
+pub mod tagged;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -48,6 +50,10 @@ pub fn spawn_group(cmd: &mut Command, registry: Option<&Path>) -> std::io::Resul
     use std::os::unix::process::CommandExt;
     let parent = std::process::id();
     cmd.process_group(0);
+    if let Some(dir) = registry {
+        cmd.env(tagged::VAR, tagged::own_tag());
+        registry_file(dir)?;
+    }
     let watched = registry.is_some_and(is_watched);
     if !watched {
         die_with_parent(cmd, parent);
@@ -126,7 +132,11 @@ pub fn watch_groups(file: &Path) -> Vec<String> {
     let _ = std::io::stdin().read_to_end(&mut sink);
     let text = std::fs::read_to_string(file).unwrap_or_default();
     let ended = match parse_registry(&text) {
-        Some((_, groups, boot)) => end_groups(&groups, boot),
+        Some(((pid, start), groups, boot)) => {
+            let mut ended = end_groups(&groups, boot);
+            ended.extend(end_tagged_of(pid, start));
+            ended
+        }
         None => Vec::new(),
     };
     let _ = std::fs::remove_file(file);
@@ -152,7 +162,7 @@ fn die_with_parent(cmd: &mut Command, parent: u32) {
 
 /// `/proc/<pid>/stat` field 22: when the process started, in clock ticks
 /// after boot. With the boot id, it tells a reused pid from the original.
-fn start_time(pid: u32) -> Option<u64> {
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(19)?.parse().ok()
@@ -167,6 +177,16 @@ fn boot_id() -> String {
 /// Appends `+ PGID START` to this runner's file in `dir` (written with its
 /// header line first if new) and returns the file.
 fn record_group(dir: &Path, pgid: u32) -> std::io::Result<PathBuf> {
+    let path = registry_file(dir)?;
+    let start = start_time(pgid).unwrap_or(0);
+    append_line(&path, &format!("+ {pgid} {start}\n"))?;
+    Ok(path)
+}
+
+/// This process's file in `dir`, written with its header line (which holds
+/// the run's tag) the first time: before anything is spawned, so a run
+/// killed in the instant after a spawn still left its tag behind.
+fn registry_file(dir: &Path) -> std::io::Result<PathBuf> {
     static STARTED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
     let me = std::process::id();
     let path = dir.join(format!("{me}"));
@@ -180,9 +200,6 @@ fn record_group(dir: &Path, pgid: u32) -> std::io::Result<PathBuf> {
         std::fs::write(&path, header(me))?;
         started.push(path.clone());
     }
-    drop(started);
-    let start = start_time(pgid).unwrap_or(0);
-    append_line(&path, &format!("+ {pgid} {start}\n"))?;
     Ok(path)
 }
 
@@ -268,6 +285,16 @@ fn end_groups(groups: &[(u32, u64)], file_boot: &str) -> Vec<String> {
     ended
 }
 
+/// Ends what is left of runner `pid` (started at `start`) by its tag: a
+/// process it spawned but never recorded, or one a recorded group's
+/// process moved to a group of its own.
+fn end_tagged_of(pid: u32, start: u64) -> Vec<String> {
+    tagged::end_tagged(&tagged::tag(pid, start))
+        .into_iter()
+        .map(|g| format!("process group {g} (by the run's tag)"))
+        .collect()
+}
+
 /// Ends every process group that a run killed before it could clean up
 /// left running (SIGTERM, then SIGKILL), waits until they are gone, and
 /// forgets their records. Returns what was ended, for a warning. Call it
@@ -281,7 +308,12 @@ pub fn end_leftovers(registry: &Path) -> Vec<String> {
         let path = e.path();
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         match leftover_groups(&text) {
-            Some((groups, boot)) => ended.extend(end_groups(&groups, boot)),
+            Some((groups, boot)) => {
+                ended.extend(end_groups(&groups, boot));
+                if let Some(((pid, start), _, _)) = parse_registry(&text) {
+                    ended.extend(end_tagged_of(pid, start));
+                }
+            }
             // A live runner's file stays; anything else is not ours.
             None if text.starts_with("runner ") && parse_registry(&text).is_some() => continue,
             None => {}
