@@ -101,8 +101,9 @@ fn your_own_code_between_built_in_stages_reruns_exactly_its_dependents() {
 }
 
 /// A script that saves tuneflow's model through the PyTorch loader (or
-/// drops one tensor of it): `extract` reads the saved folder like a
-/// built-in model, and refuses the incomplete one, naming the tensor.
+/// drops one tensor of it): `extract` and `fine-tune` read the saved
+/// folder like a built-in model; `extract` refuses the incomplete one,
+/// naming the tensor.
 const RESAVE: &str = r#"
 import os, shutil, sys
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
@@ -145,6 +146,13 @@ outs = {{ model = {{ path = "out/model", type = "model" }} }}
 kind = "extract"
 model = "mine"
 data = "target.test"
+
+[stage.ft]
+kind = "fine-tune"
+model = "mine"
+data = "target.train"
+epochs = 1
+batch = 16
 "#
     )
 }

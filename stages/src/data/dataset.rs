@@ -430,6 +430,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn check_dir_names_what_is_wrong_in_a_dataset() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = dir.path().join("d");
+        let mut w = DatasetWriter::create(&ds).unwrap();
+        w.push("a", 0, 1, &[1, 2, 3, 4]).unwrap();
+        w.push("b", 1, 1, &[5, 6, 7, 8]).unwrap();
+        let info = DatasetInfo::new("image", vec![1, 2, 2], vec!["x".into(), "y".into()]);
+        w.finish(info, &[]).unwrap();
+        check_dir(&ds).unwrap();
+        let items = std::fs::read(ds.join("items.bin")).unwrap();
+        std::fs::write(ds.join("items.bin"), &items[..30]).unwrap();
+        assert!(check_dir(&ds)
+            .unwrap_err()
+            .contains("items.bin has 30 bytes"));
+        let mut bad = items.clone();
+        bad[0] = 7; // label 7 of 2 classes
+        std::fs::write(ds.join("items.bin"), &bad).unwrap();
+        assert!(check_dir(&ds).unwrap_err().contains("item 0: label 7"));
+        let mut bad = items.clone();
+        bad[8] = 200; // offset past the shard
+        std::fs::write(ds.join("items.bin"), &bad).unwrap();
+        assert!(check_dir(&ds)
+            .unwrap_err()
+            .contains("past the end of shard 0"));
+        std::fs::write(ds.join("items.bin"), &items).unwrap();
+        std::fs::write(ds.join("split.bin"), 9u32.to_le_bytes()).unwrap();
+        assert!(check_dir(&ds).unwrap_err().contains("split.bin"));
+    }
+
+    #[test]
     fn writes_and_reads_back_with_splits() {
         let dir = tempfile::tempdir().unwrap();
         let ds = dir.path().join("dataset");

@@ -275,3 +275,51 @@ pub fn check_dir(dir: &Path) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod check_tests {
+    use super::*;
+
+    fn folder(dir: &Path, classes: usize, head_rows: u64, dtype: &str) {
+        std::fs::create_dir_all(dir).unwrap();
+        let names: Vec<String> = (0..classes).map(|c| format!("c{c}")).collect();
+        let config = serde_json::json!({
+            "model": {"depth": 10, "width": 4, "embedding": 8, "in-channels": 1},
+            "classes": names, "data-kind": "image", "data-shape": [1, 8, 8],
+        });
+        std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+        let emb = vec![0u8; 8 * 16 * 4];
+        let head = vec![0u8; (head_rows * 8 * 4) as usize];
+        let tensors = [
+            ("backbone.embedding.fc.weight", dtype, vec![8, 16], &emb[..]),
+            ("head.weight", "F32", vec![head_rows, 8], &head[..]),
+        ];
+        super::super::safetensors::write(
+            &dir.join("model.safetensors"),
+            &tensors,
+            &Default::default(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn check_dir_names_what_is_wrong_in_a_model_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = dir.path().join("ok");
+        folder(&ok, 3, 3, "F32");
+        check_dir(&ok).unwrap();
+        let wide = dir.path().join("wide");
+        folder(&wide, 3, 7, "F32");
+        let e = check_dir(&wide).unwrap_err();
+        assert!(
+            e.contains("`head.weight` has 7 rows, config.json names 3 classes"),
+            "{e}"
+        );
+        let f64s = dir.path().join("f64");
+        folder(&f64s, 3, 3, "F64");
+        let e = check_dir(&f64s).unwrap_err();
+        assert!(e.contains("is F64, not F32"), "{e}");
+        std::fs::write(ok.join("config.json"), "{\"model\": {\"depth\": 11}}").unwrap();
+        assert!(check_dir(&ok).unwrap_err().starts_with("config.json"));
+    }
+}
