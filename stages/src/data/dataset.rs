@@ -263,17 +263,33 @@ impl DatasetReader {
         };
         let info: DatasetInfo = serde_json::from_slice(&read("dataset.json")?)
             .map_err(|e| format!("bad dataset.json: {e}"))?;
-        let records: Vec<ItemRecord> = read("items.bin")?
-            .chunks_exact(RECORD)
-            .map(ItemRecord::decode)
-            .collect();
-        let indices = match file("split.bin") {
-            Some(_) => read("split.bin")?
-                .chunks_exact(4)
-                .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
-                .collect(),
+        let items = read("items.bin")?;
+        if items.len() % RECORD != 0 {
+            return Err(format!(
+                "items.bin has {} bytes, not a whole number of {RECORD}-byte records",
+                items.len()
+            ));
+        }
+        let records: Vec<ItemRecord> = items.chunks_exact(RECORD).map(ItemRecord::decode).collect();
+        let indices: Vec<u32> = match file("split.bin") {
+            Some(_) => {
+                let split = read("split.bin")?;
+                if split.len() % 4 != 0 {
+                    return Err("split.bin is not a list of u32 item indices".into());
+                }
+                split
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+                    .collect()
+            }
             None => (0..records.len() as u32).collect(),
         };
+        if let Some(i) = indices.iter().find(|&&i| i as usize >= records.len()) {
+            return Err(format!(
+                "split.bin names item {i}, but the dataset has {} items",
+                records.len()
+            ));
+        }
         let n_shards = records.iter().map(|r| r.shard + 1).max().unwrap_or(0);
         let shards = (0..n_shards)
             .map(|s| {
@@ -457,6 +473,28 @@ mod tests {
         std::fs::write(ds.join("items.bin"), &items).unwrap();
         std::fs::write(ds.join("split.bin"), 9u32.to_le_bytes()).unwrap();
         assert!(check_dir(&ds).unwrap_err().contains("split.bin"));
+    }
+
+    #[test]
+    fn the_reader_refuses_a_torn_item_table_and_a_split_index_out_of_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = dir.path().join("d");
+        let mut w = DatasetWriter::create(&ds).unwrap();
+        w.push("a", 0, 1, &[1, 2, 3, 4]).unwrap();
+        let info = DatasetInfo::new("image", vec![1, 2, 2], vec!["x".into()]);
+        w.finish(info, &[]).unwrap();
+        std::fs::write(ds.join("split.bin"), 5u32.to_le_bytes()).unwrap();
+        let e = DatasetReader::open_dir(&ds).err().unwrap();
+        assert!(
+            e.contains("split.bin names item 5, but the dataset has 1 items"),
+            "{e}"
+        );
+        std::fs::remove_file(ds.join("split.bin")).unwrap();
+        let mut items = std::fs::read(ds.join("items.bin")).unwrap();
+        items.push(0);
+        std::fs::write(ds.join("items.bin"), &items).unwrap();
+        let e = DatasetReader::open_dir(&ds).err().unwrap();
+        assert!(e.contains("items.bin has 25 bytes"), "{e}");
     }
 
     #[test]

@@ -60,16 +60,20 @@ pub fn load(files: &BTreeMap<String, PathBuf>, name: &str) -> Result<Embeddings,
     let meta: EmbeddingsMeta =
         serde_json::from_slice(&std::fs::read(get("items.json")?).map_err(|e| e.to_string())?)
             .map_err(|e| format!("`{name}`: bad items.json: {e}"))?;
-    let matrix = read_f32(get("embeddings.f32")?)?;
-    if matrix.len() != meta.count * meta.dim {
-        return Err(format!(
-            "`{name}`: embeddings.f32 holds {} values, not {} x {}",
-            matrix.len(),
-            meta.count,
-            meta.dim
-        ));
-    }
-    let scores = files.get("scores.f32").map(|p| read_f32(p)).transpose()?;
+    check_rows(&meta).map_err(|e| format!("`{name}`: {e}"))?;
+    let matrix = exact_f32(
+        get("embeddings.f32")?,
+        "embeddings.f32",
+        meta.count * meta.dim,
+    )
+    .map_err(|e| format!("`{name}`: {e}"))?;
+    let scores = match (&meta.head_classes, files.get("scores.f32")) {
+        (Some(h), Some(p)) => Some(
+            exact_f32(p, "scores.f32", meta.count * h.len())
+                .map_err(|e| format!("`{name}`: {e}"))?,
+        ),
+        _ => None,
+    };
     let trials = files
         .get("trials.txt")
         .map(std::fs::read_to_string)
@@ -112,19 +116,12 @@ fn exact_f32(path: &Path, what: &str, want: usize) -> Result<Vec<f32>, String> {
     Ok(v)
 }
 
-/// Checks an embeddings folder as a typed output: everything [`load`]
-/// reads, and that every part agrees with `items.json` (no trailing bytes,
-/// one id, label and index per row, labels within `classes`, scores only
-/// with `head-classes`, unit rows when `normalized`, `trials.txt` lines
-/// of `label i j` over the rows' indices).
-pub fn check_dir(dir: &Path) -> Result<(), String> {
-    let files = files_of(dir)?;
-    let items = files.get("items.json").ok_or("no `items.json`")?;
-    let meta: EmbeddingsMeta =
-        serde_json::from_slice(&std::fs::read(items).map_err(|e| format!("items.json: {e}"))?)
-            .map_err(|e| format!("items.json: {e}"))?;
-    let (n, dim) = (meta.count, meta.dim);
-    if dim == 0 {
+/// `items.json` describes its rows consistently: a non-zero `dim`, one id,
+/// label and index per row, labels within `classes` (every reader checks
+/// this: `evaluate` indexes by them).
+fn check_rows(meta: &EmbeddingsMeta) -> Result<(), String> {
+    let n = meta.count;
+    if meta.dim == 0 {
         return Err("items.json: `dim` is 0".into());
     }
     for (field, len) in [
@@ -148,6 +145,22 @@ pub fn check_dir(dir: &Path) -> Result<(), String> {
             meta.classes.len()
         ));
     }
+    Ok(())
+}
+
+/// Checks an embeddings folder as a typed output: everything [`load`]
+/// reads, and that every part agrees with `items.json` (no trailing bytes,
+/// one id, label and index per row, labels within `classes`, scores only
+/// with `head-classes`, unit rows when `normalized`, `trials.txt` lines
+/// of `label i j` over the rows' indices).
+pub fn check_dir(dir: &Path) -> Result<(), String> {
+    let files = files_of(dir)?;
+    let items = files.get("items.json").ok_or("no `items.json`")?;
+    let meta: EmbeddingsMeta =
+        serde_json::from_slice(&std::fs::read(items).map_err(|e| format!("items.json: {e}"))?)
+            .map_err(|e| format!("items.json: {e}"))?;
+    check_rows(&meta)?;
+    let (n, dim) = (meta.count, meta.dim);
     let matrix = exact_f32(
         files.get("embeddings.f32").ok_or("no `embeddings.f32`")?,
         "embeddings.f32",
@@ -190,4 +203,36 @@ pub fn check_dir(dir: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, meta: &serde_json::Value, values: usize, extra: usize) {
+        std::fs::write(dir.join("items.json"), meta.to_string()).unwrap();
+        std::fs::write(dir.join("embeddings.f32"), vec![0u8; values * 4 + extra]).unwrap();
+    }
+
+    #[test]
+    fn load_refuses_meta_that_does_not_describe_the_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = |ids: &[&str], labels: &[u32]| {
+            serde_json::json!({"count": 2, "dim": 3, "ids": ids, "labels": labels,
+                "indices": [0, 1], "classes": ["a", "b"], "head-classes": null, "normalized": false})
+        };
+        let load_err = |m: &serde_json::Value, extra: usize| {
+            write(dir.path(), m, 6, extra);
+            load(&files_of(dir.path()).unwrap(), "x")
+                .err()
+                .unwrap_or_default()
+        };
+        assert_eq!(load_err(&meta(&["p", "q"], &[0, 1]), 0), "");
+        let e = load_err(&meta(&["p"], &[0, 1]), 0);
+        assert!(e.contains("`ids` has 1 entries, `count` is 2"), "{e}");
+        let e = load_err(&meta(&["p", "q"], &[0, 5]), 0);
+        assert!(e.contains("label 5 is not an index"), "{e}");
+        let e = load_err(&meta(&["p", "q"], &[0, 1]), 2);
+        assert!(e.contains("embeddings.f32 has 26 bytes"), "{e}");
+    }
 }
