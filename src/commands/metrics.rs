@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use tuneflow_cache::{Index, StageDigest};
+use tuneflow_stages::formats::artifact::flatten_metrics;
 
 use crate::cli::MetricsArgs;
 use crate::error::{exit, RunError};
@@ -34,8 +35,8 @@ fn reports_in(summary: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
         .into_iter()
         .flatten()
     {
-        let mut flat = serde_json::Map::new();
-        flatten_numbers(value, "", &mut flat);
+        // Checked when its stage committed.
+        let flat = flatten_metrics(value).unwrap_or_default();
         let report = serde_json::json!({
             "columns": ["value"],
             "value": flat,
@@ -44,29 +45,6 @@ fn reports_in(summary: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
         out.push((format!(".{name}"), report));
     }
     out
-}
-
-fn flatten_numbers(
-    v: &serde_json::Value,
-    at: &str,
-    out: &mut serde_json::Map<String, serde_json::Value>,
-) {
-    match v {
-        serde_json::Value::Object(m) => {
-            for (k, x) in m {
-                let here = if at.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{at}.{k}")
-                };
-                flatten_numbers(x, &here, out);
-            }
-        }
-        serde_json::Value::Number(_) => {
-            out.insert(at.to_owned(), v.clone());
-        }
-        _ => {}
-    }
 }
 
 /// The reports of the pipeline as it resolves now.

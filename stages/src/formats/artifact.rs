@@ -64,6 +64,11 @@ impl ArtifactType {
 
 /// A metrics file: a JSON object whose leaves are numbers (objects nest).
 fn check_metrics(path: &Path) -> Result<(), String> {
+    read_metrics(path).map(drop)
+}
+
+/// Reads and checks a metrics file, returning its JSON.
+pub fn read_metrics(path: &Path) -> Result<serde_json::Value, String> {
     if !path.is_file() {
         return Err("a `metrics` output must be a JSON file".into());
     }
@@ -73,10 +78,25 @@ fn check_metrics(path: &Path) -> Result<(), String> {
     if !value.is_object() {
         return Err("the metrics must be a JSON object (`{\"eer\": 0.05}`)".into());
     }
-    check_numbers(&value, "")
+    flatten_metrics(&value)?;
+    Ok(value)
 }
 
-fn check_numbers(v: &serde_json::Value, at: &str) -> Result<(), String> {
+/// The numbers of a metrics object by dotted name (`top.1`), or the first
+/// leaf that is not a number.
+pub fn flatten_metrics(
+    v: &serde_json::Value,
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let mut out = serde_json::Map::new();
+    flatten_into(v, "", &mut out)?;
+    Ok(out)
+}
+
+fn flatten_into(
+    v: &serde_json::Value,
+    at: &str,
+    out: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<(), String> {
     match v {
         serde_json::Value::Object(m) => {
             for (k, v) in m {
@@ -85,11 +105,14 @@ fn check_numbers(v: &serde_json::Value, at: &str) -> Result<(), String> {
                 } else {
                     format!("{at}.{k}")
                 };
-                check_numbers(v, &here)?;
+                flatten_into(v, &here, out)?;
             }
             Ok(())
         }
-        serde_json::Value::Number(_) => Ok(()),
+        serde_json::Value::Number(_) => {
+            out.insert(at.to_owned(), v.clone());
+            Ok(())
+        }
         other => Err(format!(
             "`{at}` is {}, not a number (metrics are numbers, in objects that may nest)",
             json_type(other)

@@ -16,7 +16,8 @@ pub struct TensorInfo {
     pub data_offsets: [u64; 2],
 }
 
-/// The tensors in `path`, sorted by name (`__metadata__` left out).
+/// The tensors in `path`, sorted by name (`__metadata__` left out); each
+/// tensor's byte range must lie inside the file.
 pub fn read_header(path: &Path) -> Result<Vec<(String, TensorInfo)>, String> {
     let bad = |why: &str| format!("`{}` is not a safetensors file: {why}", path.display());
     let mut f = std::fs::File::open(path)
@@ -41,6 +42,10 @@ pub fn read_header(path: &Path) -> Result<Vec<(String, TensorInfo)>, String> {
         }
         let info: TensorInfo =
             serde_json::from_value(v).map_err(|e| bad(&format!("bad entry for `{name}`: {e}")))?;
+        let [start, end] = info.data_offsets;
+        if start > end || 8 + len + end > size {
+            return Err(bad(&format!("the bytes of `{name}` lie outside the file")));
+        }
         out.push((name, info));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));

@@ -304,56 +304,44 @@ impl Kind for Command {
             }
             paths.push((out.clone(), path));
         }
-        self.check_typed(cx)?;
+        let summary = self.check_typed(cx)?;
         Ok(StageOutputs {
             paths,
-            summary: self.metrics_summary(cx),
+            summary,
             reexports: Vec::new(),
         })
     }
 }
 
 impl Command {
-    /// Checks each typed output against its artifact type's format.
-    fn check_typed(&self, cx: &StageContext) -> Result<(), StageError> {
+    /// Checks each typed output against its artifact type's format, and
+    /// returns `{"metrics": {NAME: <the JSON>}}` for the typed `metrics`
+    /// outputs, which `tuneflow metrics` shows (null if none; a file over
+    /// 1 MiB is left out of the summary, and stays an output).
+    fn check_typed(&self, cx: &StageContext) -> Result<serde_json::Value, StageError> {
+        let mut metrics = serde_json::Map::new();
         for (name, t) in &self.typed {
-            if let Some(kind) = t.kind {
-                kind.check(&cx.workdir.join(&t.path)).map_err(|message| {
-                    StageError::InvalidOutput {
-                        name: name.clone(),
-                        path: t.path.clone(),
-                        kind: kind.name(),
-                        message,
-                    }
-                })?;
-            }
-        }
-        Ok(())
-    }
-
-    /// `{"metrics": {NAME: <the JSON>}}` for the typed `metrics` outputs
-    /// (checked already), which `tuneflow metrics` shows; null if none.
-    /// A file over 1 MiB is left out of the summary (it stays an output).
-    fn metrics_summary(&self, cx: &StageContext) -> serde_json::Value {
-        let mut found = serde_json::Map::new();
-        for (name, t) in &self.typed {
-            if t.kind != Some(ArtifactType::Metrics) {
-                continue;
-            }
+            let Some(kind) = t.kind else { continue };
             let path = cx.workdir.join(&t.path);
-            let small = std::fs::metadata(&path).is_ok_and(|m| m.len() <= 1 << 20);
-            let value = small
-                .then(|| std::fs::read(&path).ok())
-                .flatten()
-                .and_then(|b| serde_json::from_slice(&b).ok());
-            if let Some(v) = value {
-                found.insert(name.clone(), v);
+            let invalid = |message| StageError::InvalidOutput {
+                name: name.clone(),
+                path: t.path.clone(),
+                kind: kind.name(),
+                message,
+            };
+            if kind == ArtifactType::Metrics {
+                let value = crate::formats::artifact::read_metrics(&path).map_err(invalid)?;
+                if std::fs::metadata(&path).is_ok_and(|m| m.len() <= 1 << 20) {
+                    metrics.insert(name.clone(), value);
+                }
+            } else {
+                kind.check(&path).map_err(invalid)?;
             }
         }
-        if found.is_empty() {
-            return serde_json::Value::Null;
+        if metrics.is_empty() {
+            return Ok(serde_json::Value::Null);
         }
-        serde_json::json!({ "metrics": found })
+        Ok(serde_json::json!({ "metrics": metrics }))
     }
 
     /// Fails when a folder on the way to an output is a symlink.

@@ -131,14 +131,7 @@ pub fn watch_groups(file: &Path) -> Vec<String> {
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink);
     let text = std::fs::read_to_string(file).unwrap_or_default();
-    let ended = match parse_registry(&text) {
-        Some(((pid, start), groups, boot)) => {
-            let mut ended = end_groups(&groups, boot);
-            ended.extend(end_tagged_of(pid, start));
-            ended
-        }
-        None => Vec::new(),
-    };
+    let ended = parse_registry(&text).map_or_else(Vec::new, |reg| end_runner(&reg));
     let _ = std::fs::remove_file(file);
     ended
 }
@@ -249,15 +242,21 @@ fn parse_registry(text: &str) -> Option<Registry<'_>> {
     Some((runner, groups, boot))
 }
 
-/// The groups a registry file still holds, unless its runner still runs
-/// (a run of another cache on the same records, or a lock deleted by
-/// hand: its groups are not leftovers); and its boot id.
-fn leftover_groups(text: &str) -> Option<(Vec<(u32, u64)>, &str)> {
-    let ((runner, since), groups, boot) = parse_registry(text)?;
-    if alive_since(runner, since) {
-        return None;
-    }
-    Some((groups, boot))
+/// Whether a registry file's runner still runs (a run of another cache on
+/// the same records, or a lock deleted by hand: its groups are not
+/// leftovers).
+fn runner_alive(reg: &Registry<'_>) -> bool {
+    let (runner, since) = reg.0;
+    alive_since(runner, since)
+}
+
+/// Ends what a gone runner left: its open groups, then whatever still
+/// carries its tag.
+fn end_runner(reg: &Registry<'_>) -> Vec<String> {
+    let ((pid, start), groups, boot) = reg;
+    let mut ended = end_groups(groups, boot);
+    ended.extend(end_tagged_of(*pid, *start));
+    ended
 }
 
 /// Whether the process `pid` that started at `start` still runs.
@@ -307,15 +306,10 @@ pub fn end_leftovers(registry: &Path) -> Vec<String> {
     for e in entries.flatten() {
         let path = e.path();
         let text = std::fs::read_to_string(&path).unwrap_or_default();
-        match leftover_groups(&text) {
-            Some((groups, boot)) => {
-                ended.extend(end_groups(&groups, boot));
-                if let Some(((pid, start), _, _)) = parse_registry(&text) {
-                    ended.extend(end_tagged_of(pid, start));
-                }
-            }
+        match parse_registry(&text) {
             // A live runner's file stays; anything else is not ours.
-            None if text.starts_with("runner ") && parse_registry(&text).is_some() => continue,
+            Some(reg) if runner_alive(&reg) => continue,
+            Some(reg) => ended.extend(end_runner(&reg)),
             None => {}
         }
         let _ = std::fs::remove_file(&path);
@@ -379,6 +373,13 @@ pub fn kill_group(pid: u32, signal: i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `end_leftovers` ends of a registry file: its open groups and
+    /// boot id, unless its runner still runs.
+    fn leftover_groups(text: &str) -> Option<(Vec<(u32, u64)>, &str)> {
+        let reg = parse_registry(text).filter(|r| !runner_alive(r))?;
+        Some((reg.1, reg.2))
+    }
 
     #[test]
     fn a_dead_runners_open_groups_are_its_leftovers() {
