@@ -90,6 +90,12 @@ impl StatCache {
         Ok(f(guard.as_mut().expect("just loaded")))
     }
 
+    /// Reads the bucket now rather than at the first hash (a caller
+    /// reading it on another thread).
+    pub fn preload(&self) -> Result<(), CacheError> {
+        self.with_records(|_| ())
+    }
+
     /// Hashes `path` (a file or a folder), reusing unchanged records.
     pub fn hash(&self, path: &Path) -> Result<HashedPath, CacheError> {
         let meta = std::fs::metadata(path).ctx("read", path)?;

@@ -14,6 +14,7 @@ use crate::cli::{ExportArgs, ExportFormat};
 use crate::error::{exit, RunError};
 use crate::pipeline::{self, PipelineError};
 use crate::run::cache::{layout_for, Cache};
+use crate::run::prefetch::{Prefetch, ResultStats};
 use crate::run::lookup::{resolve, Decision, Lookup, Resolved};
 
 fn usage(message: String) -> RunError {
@@ -23,6 +24,7 @@ fn usage(message: String) -> RunError {
 /// Runs `tuneflow export`. It takes no lock: exporting works while a run
 /// holds the cache.
 pub fn export(args: &ExportArgs, cache_flag: Option<&Path>) -> Result<i32, RunError> {
+    let prefetch = Prefetch::start(cache_flag, &args.pipeline, ResultStats::Read);
     let plan = pipeline::load(&args.pipeline, &args.set)?;
     let wanted = OutputRef::parse(&args.output);
     let stage = wanted.stage.as_str();
@@ -36,8 +38,9 @@ pub fn export(args: &ExportArgs, cache_flag: Option<&Path>) -> Result<i32, RunEr
         )));
     }
     let layout = layout_for(cache_flag, Some(&plan), Some(&args.pipeline));
+    let prefetched = prefetch.take(layout.root(), &plan);
     let cache = Cache::open_shared(layout)?;
-    let lookup = Lookup::new(&plan, &cache.index, &cache.store);
+    let lookup = Lookup::prefetched(&plan, &cache.index, &cache.store, prefetched);
     let resolved = resolve(&lookup)?;
     let manifest = match &resolved[i] {
         Resolved::Decided(Decision::Hit { manifest, .. }) => manifest,

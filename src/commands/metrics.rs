@@ -15,6 +15,7 @@ use crate::cli::MetricsArgs;
 use crate::error::{exit, RunError};
 use crate::pipeline::{self, PipelineError};
 use crate::run::cache::{layout_for, Cache};
+use crate::run::prefetch::{Prefetch, ResultStats};
 use crate::run::lookup::{resolve, Decision, Lookup, Resolved};
 
 /// Report label (`stage`, or `stage.output` for a command's metrics) ->
@@ -111,10 +112,12 @@ fn flatten(report: &serde_json::Value) -> BTreeMap<String, f64> {
 
 /// Runs `tuneflow metrics`.
 pub fn metrics(args: &MetricsArgs, cache_flag: Option<&Path>) -> Result<i32, RunError> {
+    let prefetch = Prefetch::start(cache_flag, &args.pipeline, ResultStats::Read);
     let plan = pipeline::load(&args.pipeline, &args.set)?;
     let layout = layout_for(cache_flag, Some(&plan), Some(&args.pipeline));
+    let prefetched = prefetch.take(layout.root(), &plan);
     let cache = Cache::open_shared(layout)?;
-    let lookup = Lookup::new(&plan, &cache.index, &cache.store);
+    let lookup = Lookup::prefetched(&plan, &cache.index, &cache.store, prefetched);
     let now = current(&plan, &resolve(&lookup)?);
     if now.is_empty() {
         return Err(PipelineError::Usage(format!(

@@ -12,10 +12,12 @@ use crate::report::{self, Mode};
 use crate::run::backend::{Local, StageBackend};
 use crate::run::cache::{layout_for, Cache};
 use crate::run::engine::{Engine, EngineOptions};
+use crate::run::prefetch::{Prefetch, ResultStats};
 use crate::run::session::{self, RunEnd};
 
 /// Runs `tuneflow run`.
 pub fn run(args: &RunArgs, cache_flag: Option<&Path>) -> Result<i32, RunError> {
+    let prefetch = Prefetch::start(cache_flag, &args.pipeline, ResultStats::Skip);
     let plan = Arc::new(pipeline::load(&args.pipeline, &args.set)?);
     for f in &args.force {
         if plan.index_of(f).is_none() {
@@ -42,6 +44,7 @@ pub fn run(args: &RunArgs, cache_flag: Option<&Path>) -> Result<i32, RunError> {
         ))
         .into());
     }
+    let prefetched = prefetch.take(layout.root(), &plan);
     let cache = Cache::open_exclusive(layout)?;
     let _folder = lock_folder(&plan)?;
     // Holding the lock: whatever a killed run left running is ended before
@@ -60,6 +63,8 @@ pub fn run(args: &RunArgs, cache_flag: Option<&Path>) -> Result<i32, RunError> {
     cache.store.clear_stale_temps();
     let (backend, slurm_jobs) = backend(&plan, args.executor)?;
     let options = EngineOptions {
+        push: false,
+        source: None,
         force: args.force.clone(),
         keep_going: args.keep_going,
         jobs: args
@@ -71,7 +76,7 @@ pub fn run(args: &RunArgs, cache_flag: Option<&Path>) -> Result<i32, RunError> {
     let (reporter, render) = report::start(Mode::pick(args.json));
     let id = session::run_id();
     let run_dir = cache.index.run_dir(&id);
-    let engine = Arc::new(Engine::new(plan, cache, reporter.clone(), options, run_dir));
+    let engine = Arc::new(Engine::new(plan, cache, reporter.clone(), options, run_dir, prefetched));
     let end = session::run(&engine, &reporter, &id);
     drop(reporter);
     drop(engine);

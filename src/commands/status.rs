@@ -10,6 +10,7 @@ use crate::error::{exit, RunError};
 use crate::pipeline::{self, Plan};
 use crate::run::cache::{layout_for, Cache};
 use crate::run::lookup::{resolve, Decision, Lookup, Resolved};
+use crate::run::prefetch::{Prefetch, ResultStats};
 use crate::run::session::{read_state, RunState};
 
 /// One stage's line.
@@ -27,18 +28,27 @@ pub struct StageStatus {
 
 /// Runs `tuneflow status`.
 pub fn status(args: &StatusArgs, cache_flag: Option<&Path>) -> Result<i32, RunError> {
+    let prefetch = Prefetch::start(cache_flag, &args.pipeline, ResultStats::Read);
     let plan = pipeline::load(&args.pipeline, &args.set)?;
     let layout = layout_for(cache_flag, Some(&plan), Some(&args.pipeline));
     let running = running(&layout).filter(|s| s.pipeline == plan.file.display().to_string());
     let lines = match running {
         Some(state) => from_running(&plan, &state),
         None => {
+            let prefetched = prefetch.take(layout.root(), &plan);
             let cache = Cache::open_shared(layout)?;
-            let lookup = Lookup::new(&plan, &cache.index, &cache.store);
-            lines(&plan, &resolve(&lookup)?)
+            let lookup = Lookup::prefetched(&plan, &cache.index, &cache.store, prefetched);
+            let resolved = resolve(&lookup)?;
+            let lines = lines(&plan, &resolved);
+            // Freeing a large plan and every stage's decision one by one
+            // costs a 10,000-stage status a tenth of its time; the process
+            // ends now and the system takes it all back at once.
+            std::mem::forget((resolved, lookup));
+            lines
         }
     };
     print(&lines, args.json);
+    std::mem::forget((plan, lines));
     Ok(exit::SUCCESS)
 }
 

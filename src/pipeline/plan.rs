@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tuneflow_stages::paths::{normalize_dep, normalize_rel, resolve, Resolver};
+use tuneflow_stages::paths::{normalize_dep, normalize_rel, resolve, within, Resolver};
 use tuneflow_stages::{
     build_stage, BuildContext, Device, ParamReader, Resources, Spanned, Stage, Table, ValueKind,
 };
@@ -48,6 +48,17 @@ pub struct PlannedStage {
     pub resources: Resources,
 }
 
+/// `[cache]`: which remote the pipeline's results are shared through (a
+/// URL; see docs/remote.md) and whether a run pushes each result it
+/// computes. Neither enters a key.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteSettings {
+    /// `remote`.
+    pub url: Option<String>,
+    /// `push` (write-through), default false.
+    pub push: bool,
+}
+
 /// A validated pipeline, stages in topological order.
 pub struct Plan {
     /// `[pipeline] name`, default the file stem.
@@ -62,6 +73,8 @@ pub struct Plan {
     pub device: Device,
     /// `[pipeline] cache`, resolved against the folder.
     pub cache_dir: Option<PathBuf>,
+    /// `[cache]`: the shared remote cache.
+    pub remote: RemoteSettings,
     /// The stages, upstream before downstream.
     pub stages: Vec<PlannedStage>,
     /// `[executor]`: local threads or Slurm jobs.
@@ -84,7 +97,7 @@ impl Plan {
         for s in &self.stages {
             for o in &s.outs {
                 let full = resolver.resolve(&self.dir.join(o));
-                if full.starts_with(&path) || path.starts_with(&full) {
+                if within(&full, &path) || within(&path, &full) {
                     out.push((s.name.clone(), o.clone()));
                 }
             }
@@ -117,7 +130,7 @@ fn check_outs_are_safe(
             let full = resolver.resolve(&dir.join(o));
             let clash = reserved
                 .iter()
-                .find(|(r, _)| full.starts_with(r) || r.starts_with(&full));
+                .find(|(r, _)| within(&full, r) || within(r, &full));
             if let Some((r, what)) = clash {
                 diags.push(Diagnostic {
                     message: format!(
@@ -150,7 +163,10 @@ fn check_outs_are_safe(
 pub fn load(path: &Path, overrides: &[String]) -> Result<Plan, PipelineError> {
     let mut spec = PipelineSpec::load(path)?;
     spec.apply_overrides(overrides)?;
-    plan(&spec)
+    let plan = plan(&spec);
+    let large = spec.source.len() > super::spec::LARGE;
+    super::keep_to_exit(spec, large);
+    plan
 }
 
 pub(super) struct Draft {
@@ -169,18 +185,20 @@ pub(super) struct Draft {
 pub fn plan(spec: &PipelineSpec) -> Result<Plan, PipelineError> {
     let mut diags = Vec::new();
     let top = ParamReader::new(&spec.root, None);
-    let pipeline = top.table("pipeline").cloned().unwrap_or_default();
-    let params = top.table("params").cloned().unwrap_or_default();
-    let stages = top.table("stage").cloned().unwrap_or_default();
-    let executor_table = top.table("executor").cloned().unwrap_or_default();
+    let empty = Table::default();
+    let pipeline = top.table("pipeline").unwrap_or(&empty);
+    let params = top.table("params").unwrap_or(&empty);
+    let stages = top.table("stage").unwrap_or(&empty);
+    let executor_table = top.table("executor").unwrap_or(&empty);
+    let remote = read_cache_table(top.table("cache").unwrap_or(&empty), &mut diags);
     diags.extend(top.finish());
     let spec_dir = std::path::absolute(&spec.path)
         .ok()
         .and_then(|f| f.parent().map(Path::to_path_buf))
         .unwrap_or_default();
-    let (executor, errors) = super::executor::read(&executor_table, &spec_dir);
+    let (executor, errors) = super::executor::read(executor_table, &spec_dir);
     diags.extend(errors);
-    let header = read_pipeline_table(&pipeline, &mut diags);
+    let header = read_pipeline_table(pipeline, &mut diags);
     let mut drafts = Vec::new();
     let names: Vec<String> = stages
         .entries
@@ -198,7 +216,7 @@ pub fn plan(spec: &PipelineSpec) -> Result<Plan, PipelineError> {
             continue;
         };
         let shared = Shared {
-            params: &params,
+            params,
             seed: header.seed,
             stages: &names,
         };
@@ -221,7 +239,7 @@ pub fn plan(spec: &PipelineSpec) -> Result<Plan, PipelineError> {
         header.cache.as_deref(),
         &mut diags,
     );
-    let wired = super::wire::wire(&drafts, &mut diags);
+    let wired = super::wire::wire(drafts, &mut diags);
     if !diags.is_empty() {
         return Err(PipelineError::Invalid {
             path: spec.path.clone(),
@@ -244,9 +262,18 @@ pub fn plan(spec: &PipelineSpec) -> Result<Plan, PipelineError> {
         seed: header.seed,
         device: header.device,
         cache_dir,
+        remote,
         stages: wired.expect("no diagnostics means the graph was wired"),
         executor,
     })
+}
+
+fn read_cache_table(t: &Table, diags: &mut Vec<Diagnostic>) -> RemoteSettings {
+    let r = ParamReader::new(t, None);
+    let url = r.str("remote").map(|s| s.value);
+    let push = r.bool("push").is_some_and(|b| b.value);
+    diags.extend(r.finish());
+    RemoteSettings { url, push }
 }
 
 struct Header {

@@ -9,6 +9,10 @@ use tuneflow_stages::{Spanned, Table, Value, ValueKind};
 
 use super::error::{Diagnostic, PipelineError};
 
+/// A pipeline file this long (bytes) is large: its parsed forms are kept
+/// to the end of the process ([`super::keep_to_exit`]).
+pub(super) const LARGE: usize = 256 << 10;
+
 /// A loaded pipeline file.
 #[derive(Debug, Clone)]
 pub struct PipelineSpec {
@@ -47,6 +51,7 @@ impl PipelineSpec {
             }
         })?;
         let root = convert_table(doc.as_table());
+        super::keep_to_exit(doc, source.len() > LARGE);
         Ok(Self {
             path: path.to_path_buf(),
             source,

@@ -11,19 +11,19 @@ use super::error::Diagnostic;
 use super::plan::{Draft, Input, PlannedStage};
 
 /// Resolves references and inferred edges, checks outputs, sorts the graph.
-pub(super) fn wire(drafts: &[Draft], diags: &mut Vec<Diagnostic>) -> Option<Vec<PlannedStage>> {
+pub(super) fn wire(drafts: Vec<Draft>, diags: &mut Vec<Diagnostic>) -> Option<Vec<PlannedStage>> {
     let before = diags.len();
     let by_name: BTreeMap<&str, usize> = drafts
         .iter()
         .enumerate()
         .map(|(i, d)| (d.name.value.as_str(), i))
         .collect();
-    let producers = check_outs(drafts, diags);
+    let producers = check_outs(&drafts, diags);
     let mut inputs: Vec<BTreeMap<String, Input>> = vec![BTreeMap::new(); drafts.len()];
     let mut upstream: Vec<Vec<usize>> = vec![Vec::new(); drafts.len()];
     for (i, d) in drafts.iter().enumerate() {
         for r in &d.after {
-            if let Some((j, names)) = wire_ref(d, r, drafts, &by_name, diags) {
+            if let Some((j, names)) = wire_ref(d, r, &drafts, &by_name, diags) {
                 upstream[i].push(j);
                 for (name, output) in names {
                     inputs[i].insert(name, Input::Output { stage: j, output });
@@ -31,7 +31,7 @@ pub(super) fn wire(drafts: &[Draft], diags: &mut Vec<Diagnostic>) -> Option<Vec<
             }
         }
         for u in &d.uses {
-            if let Some((j, output)) = wire_use(d, u, drafts, &by_name, diags) {
+            if let Some((j, output)) = wire_use(d, u, &drafts, &by_name, diags) {
                 upstream[i].push(j);
                 inputs[i].insert(u.value.clone(), Input::Output { stage: j, output });
             }
@@ -40,7 +40,7 @@ pub(super) fn wire(drafts: &[Draft], diags: &mut Vec<Diagnostic>) -> Option<Vec<
             wire_dep(i, &dep.value, &producers, &mut inputs[i], &mut upstream[i]);
         }
     }
-    let order = topo_order(drafts, &upstream, diags)?;
+    let order = topo_order(&drafts, &upstream, diags)?;
     if diags.len() > before {
         return None;
     }
@@ -48,10 +48,11 @@ pub(super) fn wire(drafts: &[Draft], diags: &mut Vec<Diagnostic>) -> Option<Vec<
     for (pos, &i) in order.iter().enumerate() {
         position[i] = pos;
     }
+    let mut drafts: Vec<Option<Draft>> = drafts.into_iter().map(Some).collect();
     let stages = order
         .iter()
         .map(|&i| {
-            let d = &drafts[i];
+            let d = drafts[i].take().expect("the order holds each stage once");
             let mut up: Vec<usize> = upstream[i].iter().map(|&j| position[j]).collect();
             up.sort_unstable();
             up.dedup();
@@ -69,13 +70,13 @@ pub(super) fn wire(drafts: &[Draft], diags: &mut Vec<Diagnostic>) -> Option<Vec<
                 })
                 .collect();
             PlannedStage {
-                name: d.name.value.clone(),
-                stage: d.stage.clone(),
+                name: d.name.value,
+                stage: d.stage,
                 inputs,
-                outs: d.outs.iter().map(|o| o.value.clone()).collect(),
-                outputs: d.outputs.clone(),
+                outs: d.outs.into_iter().map(|o| o.value).collect(),
+                outputs: d.outputs,
                 upstream: up,
-                resources: d.resources.clone(),
+                resources: d.resources,
             }
         })
         .collect();

@@ -23,7 +23,8 @@ use super::backend::{JobControl, StageBackend, StageFailure, StageResult};
 use super::cache::Cache;
 use super::events::{Reporter, RunEvent};
 use super::job::{JobContext, StageJob};
-use super::lookup::{verify_object, Decision, Lookup, ObjectState};
+use super::lookup::{verify_object, Decision, Lookup, ObjectState, ResultSource};
+use super::prefetch::Prefetched;
 use super::resources::GpuPool;
 use crate::pipeline::{Input, Plan};
 
@@ -99,6 +100,10 @@ pub struct EngineOptions {
     pub jobs: usize,
     /// Where stages run: this process, or Slurm jobs.
     pub backend: Arc<dyn StageBackend>,
+    /// Where results the local cache misses may be (the remote cache).
+    pub source: Option<Arc<dyn ResultSource>>,
+    /// Offer each computed result to `source` (write-through).
+    pub push: bool,
 }
 
 /// Shared state of one run.
@@ -135,13 +140,16 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// A new engine over an open cache; stage logs go to `run_dir`.
+    /// A new engine over an open cache; stage logs go to `run_dir`. The
+    /// stage records and stat cache come from `prefetched` when it was
+    /// read for this plan and cache, else are read now.
     pub fn new(
         plan: Arc<Plan>,
         cache: Cache,
         reporter: Reporter,
         options: EngineOptions,
         run_dir: PathBuf,
+        prefetched: Option<Prefetched>,
     ) -> Self {
         let n = plan.stages.len();
         let forced = plan
@@ -149,11 +157,14 @@ impl Engine {
             .iter()
             .map(|s| options.force.contains(&s.name))
             .collect();
-        let records = cache
-            .index
-            .stage_records(&plan.file.to_string_lossy())
-            .unwrap_or_default();
-        let stats = tuneflow_cache::StatCache::new(&cache.index, &plan.file.to_string_lossy());
+        let (records, stats) = match prefetched {
+            Some(p) => (p.records, p.stats),
+            None => {
+                let file = plan.file.to_string_lossy();
+                let records = cache.index.stage_records(&file).unwrap_or_default();
+                (records, tuneflow_cache::StatCache::new(&cache.index, &file))
+            }
+        };
         Self {
             stats,
             found: Arc::new(records.clone()),
@@ -211,6 +222,7 @@ impl Engine {
         let stats = super::lookup::Stats::Shared(&self.stats);
         Lookup::with_stats(&self.plan, &self.cache.index, &self.cache.store, stats)
             .with_records(Arc::clone(&self.found))
+            .with_source(self.options.source.as_deref())
     }
 
     /// Serves from the cache every pending stage it can without running
@@ -504,6 +516,10 @@ impl Engine {
         let stat = self.cache.index.result_stat(&key);
         self.save_record(&ps.name, &job.record, stat.map(|s| (s, &manifest)));
         self.save_records_spaced();
+        if let (Some(source), true) = (&self.options.source, self.options.push) {
+            let (index, store) = (&self.cache.index, &self.cache.store);
+            source.offer(&ps.name, &key, &manifest, index, store);
+        }
         let _ = std::fs::remove_dir_all(&job.context.checkpoints);
         self.reporter.send(RunEvent::StageFinished {
             stage: ps.name.clone(),

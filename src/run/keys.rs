@@ -55,13 +55,17 @@ pub fn compute(
         let digest = match input {
             Input::File(path) => {
                 let full = plan.dir.join(path);
-                if std::fs::symlink_metadata(&full).is_err() {
+                let Ok(meta) = std::fs::symlink_metadata(&full) else {
                     return Err(KeyError::MissingDep {
                         stage: ps.name.clone(),
                         path: path.clone(),
                     });
+                };
+                // Not a symlink: `meta` is what following it would give.
+                match meta.is_symlink() {
+                    true => stats.hash(&full)?.digest,
+                    false => stats.hash_with_meta(&full, &meta)?.digest,
                 }
-                stats.hash(&full)?.digest
             }
             Input::Output { stage, output } => manifest_of(*stage)
                 .and_then(|m| m.output(output).map(|o| o.digest))

@@ -6,6 +6,7 @@
 //! verified (any write to a file changes its ctime), so a no-op run stays
 //! cheap while a missing, truncated or rewritten object is always a miss.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use tuneflow_cache::{
 };
 
 use super::keys::{self, KeyError};
+use super::prefetch::Prefetched;
 use crate::pipeline::Plan;
 
 /// What the cache holds for a stage.
@@ -48,6 +50,27 @@ impl Decision {
             Self::Hit { record, .. } | Self::Miss { record, .. } => record,
         }
     }
+}
+
+/// Somewhere else a stage's result may be: asked on a miss before the
+/// stage runs, and offered each result a run computes (the remote cache,
+/// implemented outside the run path in `crate::remote`).
+pub trait ResultSource: Send + Sync + std::fmt::Debug {
+    /// Brings the result under `key` into the local cache, every object
+    /// verified; `true` when it did. A failure is a warning, and the
+    /// stage runs.
+    fn fetch(&self, stage: &str, key: &StageDigest, index: &Index, store: &ObjectStore) -> bool;
+
+    /// Offers a result just committed (write-through, when asked for);
+    /// a failure is a warning.
+    fn offer(
+        &self,
+        stage: &str,
+        key: &StageDigest,
+        manifest: &Manifest,
+        index: &Index,
+        store: &ObjectStore,
+    );
 }
 
 /// The stat cache a lookup hashes through: its own, or a run's.
@@ -88,6 +111,11 @@ pub struct Lookup<'a> {
     /// What went into each stage's key last time and the result it
     /// resolved to, read once.
     records: std::sync::OnceLock<Arc<Records>>,
+    /// The stat of remembered results' files, taken on the prefetch
+    /// thread (read-only lookups only; else each is taken when needed).
+    result_stats: Option<HashMap<StageDigest, Option<ObjectStat>>>,
+    /// Asked on a miss.
+    source: Option<&'a dyn ResultSource>,
 }
 
 /// Each stage's last key record and result, by stage name.
@@ -115,7 +143,33 @@ impl<'a> Lookup<'a> {
             store,
             stats,
             records: std::sync::OnceLock::new(),
+            result_stats: None,
+            source: None,
         }
+    }
+
+    /// Asks `source` for a result the local cache misses, before a stage
+    /// runs.
+    pub fn with_source(mut self, source: Option<&'a dyn ResultSource>) -> Self {
+        self.source = source;
+        self
+    }
+
+    /// A read-only lookup from what [`super::prefetch`] read, else as
+    /// [`Lookup::new`].
+    pub fn prefetched(
+        plan: &'a Plan,
+        index: &'a Index,
+        store: &'a ObjectStore,
+        prefetched: Option<Prefetched>,
+    ) -> Self {
+        let Some(p) = prefetched else {
+            return Self::new(plan, index, store);
+        };
+        let mut lookup = Self::with_stats(plan, index, store, Stats::Own(p.stats))
+            .with_records(Arc::new(p.records));
+        lookup.result_stats = p.result_stats;
+        lookup
     }
 
     /// Decides stage `i`. `manifest_of(j)` gives the result of each
@@ -133,6 +187,25 @@ impl<'a> Lookup<'a> {
                 reason: "forced".into(),
             });
         }
+        let decision = self.decide_record(i, record)?;
+        let Some(source) = self.source else {
+            return Ok(decision);
+        };
+        match decision {
+            Decision::Miss { record, reason } => {
+                let name = &self.plan.stages[i].name;
+                if source.fetch(name, &record.key, self.index, self.store) {
+                    Ok(self.decide_record(i, record)?)
+                } else {
+                    Ok(Decision::Miss { record, reason })
+                }
+            }
+            hit => Ok(hit),
+        }
+    }
+
+    /// Decides stage `i` with key record `record`, from the local cache.
+    fn decide_record(&self, i: usize, record: StageRecord) -> Result<Decision, CacheError> {
         let known = self.known(i, &record.key)?;
         let Some(KnownResult {
             stat: result_stat,
@@ -197,7 +270,11 @@ impl<'a> Lookup<'a> {
             .filter(|s| s.record.key == *key)
             .and_then(|s| s.result.as_ref());
         if let Some(r) = remembered {
-            if self.index.result_stat(key) == Some(r.stat) {
+            let stat = match self.result_stats.as_ref().and_then(|m| m.get(key)) {
+                Some(s) => *s,
+                None => self.index.result_stat(key),
+            };
+            if stat == Some(r.stat) {
                 return Ok(Some(r.clone()));
             }
         }

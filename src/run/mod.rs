@@ -3,6 +3,8 @@
 //! - [`cache`]: which cache folder, opened for writing (one holder) or
 //!   reading (no lock);
 //! - [`keys`]: a stage's key and why it changed;
+//! - [`prefetch`]: what the lookup reads first, read while the pipeline
+//!   is planned;
 //! - [`lookup`]: the one decision of what is cached, shared by `run`,
 //!   `status`, `export` and `cache gc`;
 //! - [`job`]: a stage, resolved into a self-contained, serialisable job;
@@ -30,5 +32,6 @@ pub mod job;
 pub mod keys;
 pub mod lookup;
 pub mod outputs;
+pub mod prefetch;
 pub mod resources;
 pub mod session;
