@@ -26,6 +26,7 @@ build:
 	cargo build --release --locked --workspace --bins
 
 test: deps
+	scripts/ensure-moto.sh >/dev/null
 	cargo test --workspace --locked
 	cargo test --workspace --exclude tuneflow-torch --locked --no-default-features
 

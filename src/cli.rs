@@ -76,6 +76,18 @@ pub struct RunArgs {
     /// `[executor] kind`, else local.
     #[arg(long, value_enum)]
     pub executor: Option<ExecutorKind>,
+    /// The shared remote cache (s3://, gs://, az://, http(s)://, a folder):
+    /// a stage the local cache misses is fetched from it when it is there.
+    /// Default: `[cache] remote`, else the user's config (docs/remote.md).
+    #[arg(long, env = "TUNEFLOW_REMOTE", value_name = "URL")]
+    pub remote: Option<String>,
+    /// Do not ask the remote cache.
+    #[arg(long, conflicts_with = "push")]
+    pub no_remote: bool,
+    /// Push each result this run computes to the remote cache
+    /// (write-through; default `[cache] push`).
+    #[arg(long)]
+    pub push: bool,
 }
 
 /// `tuneflow status`.
@@ -181,8 +193,36 @@ pub enum CacheCommand {
     Verify(CacheArgs),
     /// Removes what the given pipelines' current keys (and recent runs) do not use.
     Gc(GcArgs),
-    /// Shows how much the cache holds.
+    /// Shows how much the cache holds (`--remote`: the remote cache too).
     Du(CacheArgs),
+    /// Copies the results a pipeline resolves to now (or all, `--all`) to
+    /// the remote cache: objects first, then manifests; resumable.
+    Push(SyncArgs),
+    /// Copies from the remote cache every result the pipeline resolves to
+    /// now that the local cache lacks, each object verified.
+    Pull(SyncArgs),
+}
+
+/// `tuneflow cache push | pull`.
+#[derive(Debug, clap::Args)]
+pub struct SyncArgs {
+    /// The pipeline (its cache folder and `[cache] remote`).
+    pub pipeline: Option<PathBuf>,
+    /// Every result in the local cache, not only the pipeline's (push).
+    #[arg(long)]
+    pub all: bool,
+    /// The remote (default: `[cache] remote`, else the user's config).
+    #[arg(long, env = "TUNEFLOW_REMOTE", value_name = "URL")]
+    pub remote: Option<String>,
+    /// Overrides, as for `run`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Transfers at once.
+    #[arg(short, long, value_name = "N", default_value_t = 8)]
+    pub jobs: usize,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Which cache a `cache` subcommand works on.
@@ -190,6 +230,9 @@ pub enum CacheCommand {
 pub struct CacheArgs {
     /// A pipeline file whose default cache to use (else `--cache-dir`, else `./.tuneflow`).
     pub pipeline: Option<PathBuf>,
+    /// `du`: the remote cache too (the configured one, or URL).
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+    pub remote: Option<String>,
     /// JSON output.
     #[arg(long)]
     pub json: bool,
@@ -204,6 +247,15 @@ pub struct GcArgs {
     /// Also keep everything the last N runs used.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub keep_last: usize,
+    /// Also delete the remote cache's objects that no remote result names
+    /// and that are older than `--grace` (left by interrupted pushes); the
+    /// remote's results are never deleted.
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+    pub remote: Option<String>,
+    /// With `--remote`: how old (seconds) an unreferenced remote object
+    /// must be to go (a push in flight writes objects before its manifest).
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub grace: u64,
     /// JSON output.
     #[arg(long)]
     pub json: bool,

@@ -29,6 +29,10 @@ pub enum RunError {
     /// Another run holds the cache.
     #[error(transparent)]
     Locked(#[from] tuneflow_cache::LockError),
+    /// The remote cache is not set, cannot be opened, or failed (boxed:
+    /// it carries the store's error).
+    #[error(transparent)]
+    Remote(Box<crate::remote::RemoteError>),
     /// Another run, with another cache folder, writes this pipeline's
     /// outputs.
     #[error("the pipeline folder `{folder}` is in use by another run (pid {pid}), with another cache folder")]
@@ -49,12 +53,21 @@ impl From<crate::run::cache::OpenError> for RunError {
     }
 }
 
+impl From<crate::remote::RemoteError> for RunError {
+    fn from(e: crate::remote::RemoteError) -> Self {
+        Self::Remote(Box::new(e))
+    }
+}
+
 impl RunError {
     /// The exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Pipeline(_) => exit::INVALID,
-            Self::Cache(_) | Self::Locked(_) | Self::FolderInUse { .. } => exit::CACHE,
+            Self::Remote(r) if r.is_configuration() => exit::INVALID,
+            Self::Cache(_) | Self::Locked(_) | Self::FolderInUse { .. } | Self::Remote(_) => {
+                exit::CACHE
+            }
         }
     }
 

@@ -9,6 +9,8 @@
 //! - [`cli`], [`report`], [`fixtures`], [`slurm`]: argument structs, event
 //!   renderers, test datasets, the Slurm backend;
 //! - [`error`]: exit codes and the errors that stop a command;
+//! - [`remote`]: the shared cache on a remote store (S3, GCS, Azure, a
+//!   folder, HTTP): push, pull, read-through;
 //! - [`run`]: the run path: keys, the cache decision, jobs, backends, the
 //!   engine, the session;
 //! - [`pipeline`]: the pipeline file, from TOML with spans to a validated
@@ -22,6 +24,7 @@ pub mod commands;
 pub mod error;
 pub mod fixtures;
 pub mod pipeline;
+pub mod remote;
 pub mod report;
 pub mod run;
 pub mod slurm;

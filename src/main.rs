@@ -8,8 +8,9 @@ fn main() {
     ) {
         die_on_broken_pipe();
     }
+    // What moved to and from the remote cache is shown by default.
     let level = match cli.verbose {
-        0 => "warn",
+        0 => "warn,tuneflow::remote=info",
         1 => "info",
         _ => "debug",
     };

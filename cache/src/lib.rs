@@ -25,7 +25,7 @@ pub use index::{
 pub use key::{CacheKey, KeyHasher, CACHE_FORMAT_VERSION};
 pub use lock::{CacheLock, LockError};
 pub use stat_cache::{hash_path, HashedPath, StatCache};
-pub use store::{hash_file, GcReport, ObjectStore, VerifyReport};
+pub use store::{hash_file, GcReport, Incoming, ObjectStore, VerifyReport};
 pub use tree::{Tree, TreeEntry};
 
 /// The cache folder layout: objects, the index, the lock and run folders.

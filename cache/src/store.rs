@@ -145,6 +145,21 @@ impl ObjectStore {
         result
     }
 
+    /// A writer for an object whose name is known before its bytes (one
+    /// downloaded from a remote): the bytes are hashed as they are written
+    /// and published only if they hash to the name.
+    pub fn incoming(&self, expected: BlobDigest) -> Result<Incoming, CacheError> {
+        let tmp = self.temp_path();
+        let file = std::fs::File::create(&tmp).ctx("create", &tmp)?;
+        Ok(Incoming {
+            store: self.clone(),
+            expected,
+            tmp,
+            file: Some(file),
+            hasher: blake3::Hasher::new(),
+        })
+    }
+
     fn publish(&self, tmp: &Path, digest: &BlobDigest) -> Result<(), CacheError> {
         let dest = self.path_of(digest);
         let dir = dest.parent().expect("object paths have a parent");
@@ -387,6 +402,32 @@ fn nanos() -> u128 {
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_incoming_object_is_published_only_with_the_bytes_of_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ObjectStore::open(dir.path().join("objects")).unwrap();
+        let good = BlobDigest::of(b"hello world");
+        let mut w = store.incoming(good).unwrap();
+        w.write(b"hello ").unwrap();
+        w.write(b"world").unwrap();
+        w.finish().unwrap();
+        assert_eq!(store.read_verified(&good).unwrap(), b"hello world");
+        let wanted = BlobDigest::of(b"other bytes");
+        let mut w = store.incoming(wanted).unwrap();
+        w.write(b"hello world").unwrap();
+        let err = w.finish().unwrap_err();
+        assert!(matches!(err, CacheError::CorruptObject { .. }), "{err}");
+        assert!(!store.contains(&wanted));
+        // An abandoned download leaves no temp file.
+        drop(store.incoming(wanted).unwrap());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("objects/tmp"))
+                .unwrap()
+                .count(),
+            0
+        );
+    }
+
     /// Many writers (as on the nodes of a cluster sharing one store) put
     /// the same object at once: every put succeeds, one object results,
     /// it verifies, and no temp file is left.
@@ -484,5 +525,48 @@ mod tests {
         let report = store.verify(&dir.path().join("quarantine")).unwrap();
         assert_eq!(report.corrupt, vec![d.to_hex()]);
         assert!(!store.contains(&d));
+    }
+}
+
+/// An object being written under a name known in advance (see
+/// [`ObjectStore::incoming`]); dropped unfinished, it leaves nothing.
+#[derive(Debug)]
+pub struct Incoming {
+    store: ObjectStore,
+    expected: BlobDigest,
+    tmp: PathBuf,
+    file: Option<std::fs::File>,
+    hasher: blake3::Hasher,
+}
+
+impl Incoming {
+    /// Appends bytes.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), CacheError> {
+        self.hasher.update(data);
+        let file = self.file.as_mut().expect("open until finished");
+        file.write_all(data).ctx("write", &self.tmp)
+    }
+
+    /// Publishes the object if its bytes hash to its name; else removes
+    /// them and says what they hash to ([`CacheError::CorruptObject`]).
+    pub fn finish(mut self) -> Result<(), CacheError> {
+        let actual = BlobDigest::from_bytes(*self.hasher.finalize().as_bytes());
+        if actual != self.expected {
+            return Err(CacheError::CorruptObject {
+                digest: self.expected.to_hex(),
+                actual: actual.to_hex(),
+            });
+        }
+        let file = self.file.take().expect("open until finished");
+        file.sync_all().ctx("fsync", &self.tmp)?;
+        drop(file);
+        self.store.publish(&self.tmp, &self.expected)
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        // Published objects were renamed away; anything else goes.
+        let _ = std::fs::remove_file(&self.tmp);
     }
 }

@@ -55,6 +55,9 @@ impl Tree {
             let len = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?) as usize;
             rest = &rest[8..];
             let path = std::str::from_utf8(rest.get(..len)?).ok()?.to_owned();
+            if !is_plain_relative(&path) {
+                return None;
+            }
             rest = &rest[len..];
             let digest = BlobDigest::from_bytes(rest.get(..32)?.try_into().ok()?);
             let exec = *rest.get(32)? != 0;
@@ -91,6 +94,18 @@ impl Tree {
     }
 }
 
+/// Whether `path` names a file strictly inside a folder: relative, `/`
+/// separated, no empty, `.` or `..` part. A tree read from elsewhere (a
+/// shared remote) with any other path is refused: restoring it would
+/// write outside its folder.
+fn is_plain_relative(path: &str) -> bool {
+    !path.is_empty()
+        && !path.contains('\0')
+        && path
+            .split('/')
+            .all(|p| !p.is_empty() && p != "." && p != "..")
+}
+
 /// Removes a file, symlink or folder (never following a symlink).
 pub(crate) fn remove_path(path: &Path) -> Result<(), CacheError> {
     let meta = match std::fs::symlink_metadata(path) {
@@ -108,6 +123,28 @@ pub(crate) fn remove_path(path: &Path) -> Result<(), CacheError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tree_with_a_path_leaving_its_folder_is_refused() {
+        for bad in ["../x", "a/../../x", "/etc/passwd", "", "a//b", "./a", "a/"] {
+            let t = Tree {
+                entries: vec![TreeEntry {
+                    path: bad.into(),
+                    digest: BlobDigest::of(b"x"),
+                    exec: false,
+                }],
+            };
+            assert!(Tree::decode(&t.encode()).is_none(), "{bad:?}");
+        }
+        let ok = Tree {
+            entries: vec![TreeEntry {
+                path: "a/b.c/..d".into(),
+                digest: BlobDigest::of(b"x"),
+                exec: false,
+            }],
+        };
+        assert!(Tree::decode(&ok.encode()).is_some());
+    }
 
     #[test]
     fn encoding_round_trips_and_is_order_independent() {

@@ -137,6 +137,25 @@ pub fn du(args: &CacheArgs, flag: Option<&Path>) -> Result<i32, RunError> {
         human_bytes(checkpoints),
     );
     emit(args.json, &value, text);
+    if let Some(flag) = &args.remote {
+        let plan = args
+            .pipeline
+            .as_deref()
+            .map(|p| pipeline::load(p, &[]))
+            .transpose()?;
+        let remote = super::remote::open(Some(flag), plan.as_ref())?;
+        let u = remote.usage()?;
+        let value = serde_json::json!({"event": "cache-du-remote", "remote": remote.shown(),
+            "objects": u.objects, "bytes": u.object_bytes, "results": u.results});
+        let text = format!(
+            "{}: {} objects, {} in all; {} cached stage results\n",
+            remote.shown(),
+            u.objects,
+            human_bytes(u.object_bytes),
+            u.results
+        );
+        emit(args.json, &value, text);
+    }
     Ok(exit::SUCCESS)
 }
 
@@ -210,5 +229,19 @@ pub fn gc(args: &GcArgs, flag: Option<&Path>) -> Result<i32, RunError> {
         report.kept
     );
     emit(args.json, &value, text);
+    if let Some(flag) = &args.remote {
+        let remote = super::remote::open(Some(flag), Some(&first))?;
+        let r = remote.collect_orphans(std::time::Duration::from_secs(args.grace))?;
+        let value = serde_json::json!({"event": "cache-gc-remote", "remote": remote.shown(),
+            "objects-removed": r.removed, "objects-kept": r.kept, "freed-bytes": r.freed_bytes});
+        let text = format!(
+            "{}: removed {} unreferenced objects ({}); kept {}\n",
+            remote.shown(),
+            r.removed,
+            human_bytes(r.freed_bytes),
+            r.kept
+        );
+        emit(args.json, &value, text);
+    }
     Ok(exit::SUCCESS)
 }

@@ -14,8 +14,8 @@ use crate::cli::{ExportArgs, ExportFormat};
 use crate::error::{exit, RunError};
 use crate::pipeline::{self, PipelineError};
 use crate::run::cache::{layout_for, Cache};
-use crate::run::prefetch::{Prefetch, ResultStats};
 use crate::run::lookup::{resolve, Decision, Lookup, Resolved};
+use crate::run::prefetch::{Prefetch, ResultStats};
 
 fn usage(message: String) -> RunError {
     PipelineError::Usage(message).into()

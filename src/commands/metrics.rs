@@ -15,8 +15,8 @@ use crate::cli::MetricsArgs;
 use crate::error::{exit, RunError};
 use crate::pipeline::{self, PipelineError};
 use crate::run::cache::{layout_for, Cache};
-use crate::run::prefetch::{Prefetch, ResultStats};
 use crate::run::lookup::{resolve, Decision, Lookup, Resolved};
+use crate::run::prefetch::{Prefetch, ResultStats};
 
 /// Report label (`stage`, or `stage.output` for a command's metrics) ->
 /// the stage's key and the report.

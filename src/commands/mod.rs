@@ -6,6 +6,7 @@ mod cache;
 mod export;
 mod graph;
 mod metrics;
+mod remote;
 mod run;
 mod status;
 
@@ -22,6 +23,8 @@ pub fn main(cli: Cli) -> i32 {
         Command::Cache(CacheCommand::Verify(a)) => cache::verify(&a, flag),
         Command::Cache(CacheCommand::Du(a)) => cache::du(&a, flag),
         Command::Cache(CacheCommand::Gc(a)) => cache::gc(&a, flag),
+        Command::Cache(CacheCommand::Push(a)) => remote::push(&a, flag),
+        Command::Cache(CacheCommand::Pull(a)) => remote::pull(&a, flag),
         Command::ExecStage(a) => crate::slurm::job::exec_stage(&a.spec),
         Command::WatchGroups { file } => {
             tuneflow_stages::process::watch_groups(&file);

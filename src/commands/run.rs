@@ -8,10 +8,12 @@ use crate::cli::{ExecutorKind, RunArgs};
 use crate::error::{exit, RunError};
 use crate::pipeline::executor::{ExecutorConfig, SlurmConfig};
 use crate::pipeline::{self, PipelineError, Plan};
+use crate::remote::{config, Remote};
 use crate::report::{self, Mode};
 use crate::run::backend::{Local, StageBackend};
 use crate::run::cache::{layout_for, Cache};
 use crate::run::engine::{Engine, EngineOptions};
+use crate::run::lookup::ResultSource;
 use crate::run::prefetch::{Prefetch, ResultStats};
 use crate::run::session::{self, RunEnd};
 
@@ -62,9 +64,10 @@ pub fn run(args: &RunArgs, cache_flag: Option<&Path>) -> Result<i32, RunError> {
     let _ = std::fs::remove_dir_all(cache.layout.scratch());
     cache.store.clear_stale_temps();
     let (backend, slurm_jobs) = backend(&plan, args.executor)?;
+    let source = remote(args, &plan)?;
     let options = EngineOptions {
-        push: false,
-        source: None,
+        push: source.is_some() && (args.push || plan.remote.push),
+        source: source.map(|r| r as Arc<dyn ResultSource>),
         force: args.force.clone(),
         keep_going: args.keep_going,
         jobs: args
@@ -76,7 +79,14 @@ pub fn run(args: &RunArgs, cache_flag: Option<&Path>) -> Result<i32, RunError> {
     let (reporter, render) = report::start(Mode::pick(args.json));
     let id = session::run_id();
     let run_dir = cache.index.run_dir(&id);
-    let engine = Arc::new(Engine::new(plan, cache, reporter.clone(), options, run_dir, prefetched));
+    let engine = Arc::new(Engine::new(
+        plan,
+        cache,
+        reporter.clone(),
+        options,
+        run_dir,
+        prefetched,
+    ));
     let end = session::run(&engine, &reporter, &id);
     drop(reporter);
     drop(engine);
@@ -86,6 +96,18 @@ pub fn run(args: &RunArgs, cache_flag: Option<&Path>) -> Result<i32, RunError> {
         RunEnd::Failed => exit::STAGE_FAILED,
         RunEnd::Interrupted => exit::INTERRUPTED,
     })
+}
+
+/// The remote cache a run reads through, unless `--no-remote`: none when
+/// none is set; a URL that cannot be opened is an error.
+fn remote(args: &RunArgs, plan: &Plan) -> Result<Option<Arc<Remote>>, RunError> {
+    if args.no_remote {
+        return Ok(None);
+    }
+    let Some(url) = config::pick(args.remote.as_deref(), plan.remote.url.as_deref())? else {
+        return Ok(None);
+    };
+    Ok(Some(Arc::new(Remote::open(&url)?)))
 }
 
 /// Outputs live in the pipeline's folder, whatever the cache folder: one

@@ -63,7 +63,9 @@ struct Listing {
     entries: Option<std::collections::HashMap<std::ffi::OsString, Option<std::fs::FileType>>>,
 }
 
-fn list(dir: &Path) -> Option<std::collections::HashMap<std::ffi::OsString, Option<std::fs::FileType>>> {
+fn list(
+    dir: &Path,
+) -> Option<std::collections::HashMap<std::ffi::OsString, Option<std::fs::FileType>>> {
     let mut out = std::collections::HashMap::new();
     for e in std::fs::read_dir(dir).ok()? {
         let e = e.ok()?;
@@ -234,8 +236,7 @@ mod tests {
                 0 => std::fs::write(d.join("out").join(&name), b"x").unwrap(),
                 1 => std::os::unix::fs::symlink(d.join("elsewhere"), d.join("out").join(&name))
                     .unwrap(),
-                2 => std::os::unix::fs::symlink(d.join("gone"), d.join("out").join(&name))
-                    .unwrap(),
+                2 => std::os::unix::fs::symlink(d.join("gone"), d.join("out").join(&name)).unwrap(),
                 _ => {} // not there
             }
             names.push(name);

@@ -77,9 +77,12 @@ impl Fixture {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
+        // No remote cache and no user config unless a test sets one.
         c.args(args)
             .current_dir(self.dir.path())
             .env_remove("TUNEFLOW_CACHE_DIR")
+            .env_remove("TUNEFLOW_REMOTE")
+            .env("XDG_CONFIG_HOME", self.dir.path().join(".config"))
             .env("NO_COLOR", "1");
         if let Some(conf) = SLURM_CONF.get() {
             c.env("SLURM_CONF", conf);

@@ -17,6 +17,7 @@ mod invalid;
 mod layers;
 #[cfg(feature = "torch")]
 mod python;
+mod remote;
 mod resume;
 mod runs;
 mod slurm;

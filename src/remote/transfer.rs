@@ -1,0 +1,412 @@
+//! Moving one stage result between the local cache and the remote: its
+//! objects first (several at once), its manifest last.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStoreExt, PutPayload};
+use tuneflow_cache::{
+    BlobDigest, CacheError, Index, Manifest, ObjectStat, ObjectStore, OutputKind, StageDigest, Tree,
+};
+
+use super::{Remote, RemoteError};
+use crate::run::lookup::{object_state, ObjectState};
+
+/// What one transfer moved.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct Moved {
+    /// Objects copied.
+    pub objects: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Objects the other side already had.
+    pub present: u64,
+}
+
+impl std::ops::AddAssign for Moved {
+    fn add_assign(&mut self, o: Self) {
+        self.objects += o.objects;
+        self.bytes += o.bytes;
+        self.present += o.present;
+    }
+}
+
+fn object_path(d: &BlobDigest) -> StorePath {
+    StorePath::from(format!("objects/{}", d.to_hex()))
+}
+
+fn result_path(key: &StageDigest) -> StorePath {
+    StorePath::from(format!("results/{}.json", key.to_hex()))
+}
+
+/// Every object a manifest names, in the local store: each file's, each
+/// folder's tree and the files in it (a tree must be local to be read).
+fn local_objects(store: &ObjectStore, m: &Manifest) -> Result<Vec<BlobDigest>, CacheError> {
+    let mut out = Vec::new();
+    for e in &m.outputs {
+        out.push(e.digest);
+        if e.kind == OutputKind::Tree {
+            out.extend(
+                Tree::load(store, &e.digest)?
+                    .entries
+                    .iter()
+                    .map(|t| t.digest),
+            );
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+impl Remote {
+    /// The manifest the remote holds under `key`, if any.
+    pub fn result(&self, key: &StageDigest) -> Result<Option<Manifest>, RemoteError> {
+        let path = result_path(key);
+        let (store, p) = (self.store(), path.clone());
+        let got = self.block(async move {
+            match store.get(&p).await {
+                Ok(r) => r.bytes().await.map(Some),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        });
+        let Some(bytes) = got.map_err(self.err("read", &path))? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| RemoteError::BadManifest {
+                remote: self.shown.clone(),
+                path: path.to_string(),
+                detail: e.to_string(),
+            })
+    }
+
+    /// Fetches the result under `key` into the local cache: every object
+    /// it names that is not already intact here, each checked against
+    /// its digest as it arrives, then the manifest. `None`: the remote has
+    /// no result under `key`.
+    pub fn fetch(
+        &self,
+        key: &StageDigest,
+        index: &Index,
+        store: &ObjectStore,
+    ) -> Result<Option<(Manifest, Moved)>, RemoteError> {
+        let Some(manifest) = self.result(key)? else {
+            return Ok(None);
+        };
+        let mut moved = Moved::default();
+        // Trees first: what is in a folder is known once its tree is here.
+        let trees: Vec<BlobDigest> = manifest
+            .outputs
+            .iter()
+            .filter(|e| e.kind == OutputKind::Tree)
+            .map(|e| e.digest)
+            .collect();
+        moved += self.download(&trees, index, store)?;
+        let rest: Vec<BlobDigest> = local_objects(store, &manifest)?
+            .into_iter()
+            .filter(|d| !trees.contains(d))
+            .collect();
+        moved += self.download(&rest, index, store)?;
+        index.put_result(key, &manifest)?;
+        Ok(Some((manifest, moved)))
+    }
+
+    /// Downloads the objects of `wanted` the local store lacks (or has
+    /// damaged), several at once.
+    fn download(
+        &self,
+        wanted: &[BlobDigest],
+        index: &Index,
+        store: &ObjectStore,
+    ) -> Result<Moved, RemoteError> {
+        let mut missing = Vec::new();
+        let mut moved = Moved::default();
+        for d in wanted {
+            match object_state(store, index, d)? {
+                ObjectState::Intact => moved.present += 1,
+                _ => missing.push(*d),
+            }
+        }
+        let (remote, local, jobs) = (self.store(), store.clone(), self.jobs);
+        let results: Vec<Result<(BlobDigest, u64), (BlobDigest, DownloadError)>> =
+            self.block(async move {
+                futures_util::stream::iter(missing)
+                    .map(|d| {
+                        let (remote, local) = (Arc::clone(&remote), local.clone());
+                        async move {
+                            download_one(remote, local, d)
+                                .await
+                                .map(|n| (d, n))
+                                .map_err(|e| (d, e))
+                        }
+                    })
+                    .buffer_unordered(jobs)
+                    .collect()
+                    .await
+            });
+        for r in results {
+            match r {
+                Ok((d, bytes)) => {
+                    moved.objects += 1;
+                    moved.bytes += bytes;
+                    // Hashed as it arrived: later lookups need not hash it.
+                    if let Ok(meta) = std::fs::metadata(store.path_of(&d)) {
+                        index.put_verified(&d, &ObjectStat::of(&meta));
+                    }
+                }
+                Err((d, DownloadError::Store(e))) => {
+                    return Err(self.err("read", &object_path(&d))(e));
+                }
+                Err((_, DownloadError::Local(CacheError::CorruptObject { digest, actual }))) => {
+                    self.delete_damaged(&digest);
+                    return Err(RemoteError::Damaged {
+                        remote: self.shown.clone(),
+                        digest,
+                        actual,
+                    });
+                }
+                Err((_, DownloadError::Local(e))) => return Err(e.into()),
+            }
+        }
+        Ok(moved)
+    }
+
+    fn delete_damaged(&self, hex: &str) {
+        let path = StorePath::from(format!("objects/{hex}"));
+        let (store, p) = (self.store(), path.clone());
+        if let Err(e) = self.block(async move { store.delete(&p).await }) {
+            tracing::warn!(
+                "remote `{}`: cannot delete damaged `{path}`: {e}",
+                self.shown
+            );
+        }
+    }
+
+    /// Pushes the local result `manifest` under `key`: the objects the
+    /// remote lacks, then the manifest (unless the remote has a readable
+    /// one already). Every object is checked locally before it goes.
+    pub fn push(
+        &self,
+        key: &StageDigest,
+        manifest: &Manifest,
+        index: &Index,
+        store: &ObjectStore,
+    ) -> Result<Moved, RemoteError> {
+        let all = local_objects(store, manifest)?;
+        for d in &all {
+            if object_state(store, index, d)? != ObjectState::Intact {
+                return Err(CacheError::CorruptObject {
+                    digest: d.to_hex(),
+                    actual: "(damaged or missing in the local cache; not pushed)".into(),
+                }
+                .into());
+            }
+        }
+        let (remote, local, jobs) = (self.store(), store.clone(), self.jobs);
+        let results: Vec<Result<Option<u64>, (BlobDigest, UploadError)>> = self.block(async move {
+            futures_util::stream::iter(all)
+                .map(|d| {
+                    let (remote, local) = (Arc::clone(&remote), local.clone());
+                    async move { upload_one(remote, local, d).await.map_err(|e| (d, e)) }
+                })
+                .buffer_unordered(jobs)
+                .collect()
+                .await
+        });
+        let mut moved = Moved::default();
+        for r in results {
+            match r {
+                Ok(Some(bytes)) => {
+                    moved.objects += 1;
+                    moved.bytes += bytes;
+                }
+                Ok(None) => moved.present += 1,
+                Err((d, UploadError::Store(e))) => {
+                    return Err(self.err("write", &object_path(&d))(e))
+                }
+                Err((_, UploadError::Local(e))) => return Err(e.into()),
+            }
+        }
+        if !matches!(self.result(key), Ok(Some(_))) {
+            let path = result_path(key);
+            let bytes = Bytes::from(serde_json::to_vec(manifest).expect("manifests serialize"));
+            let (store, p) = (self.store(), path.clone());
+            self.block(async move { store.put(&p, PutPayload::from(bytes)).await })
+                .map_err(self.err("write", &path))?;
+        }
+        Ok(moved)
+    }
+}
+
+enum DownloadError {
+    Store(object_store::Error),
+    Local(CacheError),
+}
+
+/// Streams one object into the local store, checked as it arrives.
+async fn download_one(
+    remote: Arc<dyn object_store::ObjectStore>,
+    local: ObjectStore,
+    d: BlobDigest,
+) -> Result<u64, DownloadError> {
+    let got = remote
+        .get(&object_path(&d))
+        .await
+        .map_err(DownloadError::Store)?;
+    let mut incoming = local.incoming(d).map_err(DownloadError::Local)?;
+    let mut stream = got.into_stream();
+    let mut n = 0u64;
+    while let Some(chunk) = stream.try_next().await.map_err(DownloadError::Store)? {
+        n += chunk.len() as u64;
+        incoming.write(&chunk).map_err(DownloadError::Local)?;
+    }
+    incoming.finish().map_err(DownloadError::Local)?;
+    Ok(n)
+}
+
+enum UploadError {
+    Store(object_store::Error),
+    Local(CacheError),
+}
+
+/// Objects up to this size go in one request; larger ones in parts.
+const PART: usize = 16 << 20;
+
+/// Uploads one object unless the remote has one of its size (`None`).
+async fn upload_one(
+    remote: Arc<dyn object_store::ObjectStore>,
+    local: ObjectStore,
+    d: BlobDigest,
+) -> Result<Option<u64>, UploadError> {
+    let path = object_path(&d);
+    let file = local.path_of(&d);
+    let size = std::fs::metadata(&file)
+        .map_err(|e| UploadError::Local(CacheError::io("stat", &file, e)))?
+        .len();
+    match remote.head(&path).await {
+        Ok(meta) if meta.size == size => return Ok(None),
+        Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => return Err(UploadError::Store(e)),
+    }
+    let read = |e| UploadError::Local(CacheError::io("read", &file, e));
+    if size as usize <= PART {
+        let data = tokio::fs::read(&file).await.map_err(read)?;
+        remote
+            .put(&path, PutPayload::from(data))
+            .await
+            .map_err(UploadError::Store)?;
+        return Ok(Some(size));
+    }
+    let upload = remote
+        .put_multipart(&path)
+        .await
+        .map_err(UploadError::Store)?;
+    let mut w = object_store::WriteMultipart::new_with_chunk_size(upload, PART);
+    let mut f = tokio::fs::File::open(&file).await.map_err(read)?;
+    let mut buf = vec![0u8; PART];
+    loop {
+        use tokio::io::AsyncReadExt;
+        let n = f.read(&mut buf).await.map_err(read)?;
+        if n == 0 {
+            break;
+        }
+        w.wait_for_capacity(4).await.map_err(UploadError::Store)?;
+        w.write(&buf[..n]);
+    }
+    w.finish().await.map_err(UploadError::Store)?;
+    Ok(Some(size))
+}
+
+/// What `cache gc --remote` removed.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct RemoteGc {
+    /// Objects deleted.
+    pub removed: u64,
+    /// Their bytes.
+    pub freed_bytes: u64,
+    /// Objects kept (named by a result, or too young to judge).
+    pub kept: u64,
+}
+
+impl Remote {
+    /// Deletes the objects no result on the remote names that are older
+    /// than `grace` (a push in flight writes its objects before its
+    /// manifest). Results are never deleted: the remote is shared.
+    pub fn collect_orphans(&self, grace: std::time::Duration) -> Result<RemoteGc, RemoteError> {
+        let store = self.store();
+        let listed = self.block(async move { store.list(None).try_collect::<Vec<_>>().await });
+        let all = listed.map_err(self.err("list", &StorePath::from("")))?;
+        let mut live = std::collections::HashSet::new();
+        for meta in all
+            .iter()
+            .filter(|m| m.location.as_ref().starts_with("results/"))
+        {
+            let hex = meta
+                .location
+                .filename()
+                .unwrap_or("")
+                .trim_end_matches(".json");
+            let Some(key) = StageDigest::from_hex(hex) else {
+                continue;
+            };
+            let Some(m) = self.result(&key)? else {
+                continue;
+            };
+            for e in &m.outputs {
+                live.insert(e.digest);
+                if e.kind == OutputKind::Tree {
+                    let bytes = self.read_object(&e.digest)?;
+                    let tree = Tree::decode(&bytes).ok_or_else(|| RemoteError::BadManifest {
+                        remote: self.shown.clone(),
+                        path: object_path(&e.digest).to_string(),
+                        detail: "not a folder tree".into(),
+                    })?;
+                    live.extend(tree.entries.iter().map(|t| t.digest));
+                }
+            }
+        }
+        let cutoff = chrono::Utc::now() - grace;
+        let mut gc = RemoteGc::default();
+        for meta in all
+            .iter()
+            .filter(|m| m.location.as_ref().starts_with("objects/"))
+        {
+            let hex = meta.location.filename().unwrap_or("");
+            let named = BlobDigest::from_hex(hex).is_some_and(|d| live.contains(&d));
+            if named || meta.last_modified > cutoff {
+                gc.kept += 1;
+                continue;
+            }
+            let (store, p) = (self.store(), meta.location.clone());
+            self.block(async move { store.delete(&p).await })
+                .map_err(self.err("delete", &meta.location))?;
+            gc.removed += 1;
+            gc.freed_bytes += meta.size;
+        }
+        Ok(gc)
+    }
+
+    /// One object's bytes, verified.
+    fn read_object(&self, d: &BlobDigest) -> Result<Bytes, RemoteError> {
+        let path = object_path(d);
+        let (store, p) = (self.store(), path.clone());
+        let bytes = self
+            .block(async move { store.get(&p).await?.bytes().await })
+            .map_err(self.err("read", &path))?;
+        let actual = BlobDigest::of(&bytes);
+        if actual != *d {
+            self.delete_damaged(&d.to_hex());
+            return Err(RemoteError::Damaged {
+                remote: self.shown.clone(),
+                digest: d.to_hex(),
+                actual: actual.to_hex(),
+            });
+        }
+        Ok(bytes)
+    }
+}
