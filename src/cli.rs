@@ -46,8 +46,12 @@ pub enum Command {
     },
     /// Copies a cached stage output out of the cache (embeddings as .npy or .safetensors).
     Export(ExportArgs),
-    /// Prints the evaluation metrics of the pipeline as it is now (--diff: against an earlier run).
+    /// Prints the evaluation metrics of the pipeline as it is now, or of a
+    /// recorded run (--diff: against an earlier run, or run A against B).
     Metrics(MetricsArgs),
+    /// Lists the recorded runs of a pipeline (all-cached ones too), oldest
+    /// first, with their overrides, git commit, stage counts and metrics.
+    Runs(RunsArgs),
     /// Builds the small real datasets the tests and the demo use.
     Fixtures(crate::fixtures::FixtureArgs),
 }
@@ -159,12 +163,50 @@ pub struct MetricsArgs {
     /// Overrides, as for `run`: the metrics of that variant.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
-    /// Also show the most recent earlier run whose result differs.
-    #[arg(long)]
-    pub diff: bool,
+    /// A recorded run (`tuneflow runs` lists them; a unique part of an id
+    /// is enough): its metrics instead of the pipeline's as it is now.
+    pub run: Option<String>,
+    /// Alone: beside the most recent earlier run whose result differs.
+    /// With two runs A B: A against B (one run: the pipeline now against
+    /// it).
+    #[arg(long, value_name = "RUN", num_args = 0..=2)]
+    pub diff: Option<Vec<String>>,
     /// One JSON object per stage.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `tuneflow runs`.
+#[derive(Debug, clap::Args)]
+pub struct RunsArgs {
+    /// The pipeline file (its cache folder and its runs).
+    pub pipeline: PathBuf,
+    /// Only runs in which STAGE ran (was not served from the cache).
+    #[arg(long, value_name = "STAGE")]
+    pub stage: Option<String>,
+    /// Only runs with this override, as given to `--set` (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub param: Vec<String>,
+    /// Only runs that ended so.
+    #[arg(long, value_enum)]
+    pub status: Option<RunStatus>,
+    /// Only the N most recent.
+    #[arg(short = 'n', long, value_name = "N")]
+    pub last: Option<usize>,
+    /// One JSON object per run.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RunStatus {
+    /// Every stage ran or was cached.
+    Success,
+    /// A stage failed or was skipped.
+    Failed,
+    /// Ctrl-C or SIGTERM.
+    Interrupted,
 }
 
 /// `tuneflow graph`.

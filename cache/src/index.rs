@@ -106,7 +106,7 @@ pub struct KnownResult {
 }
 
 /// One `tuneflow run`.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct RunRecord {
     /// Start time, nanoseconds since the epoch.
     pub started: u64,
@@ -116,9 +116,53 @@ pub struct RunRecord {
     pub keys: BTreeMap<String, StageDigest>,
     /// "success", "failed" or "interrupted".
     pub outcome: String,
-    /// Per-stage metrics reported by stages (JSON).
+    /// Per report (`evaluate` stage, or `stage.output` for a command's
+    /// metrics): metric name -> value, as the run resolved them.
     #[serde(default)]
     pub metrics: BTreeMap<String, serde_json::Value>,
+    /// When it ended, nanoseconds since the epoch (0: not recorded).
+    #[serde(default)]
+    pub ended: u64,
+    /// The `--set` overrides, as given.
+    #[serde(default)]
+    pub overrides: Vec<String>,
+    /// BLAKE3 of the pipeline file's bytes.
+    #[serde(default)]
+    pub pipeline_digest: String,
+    /// The git commit of the pipeline's folder, when it is in a repository.
+    #[serde(default)]
+    pub git: Option<GitState>,
+    /// Every stage, by name: what happened to it.
+    #[serde(default)]
+    pub stages: BTreeMap<String, StageRun>,
+}
+
+/// Where the pipeline's folder stood in git when a run started.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GitState {
+    /// The commit `HEAD` names (hex).
+    pub commit: String,
+    /// Whether tracked files differed from it.
+    pub dirty: bool,
+}
+
+/// What one run did with one stage.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StageRun {
+    /// "ran", "cached", "failed", "skipped", "interrupted" or "pending".
+    pub outcome: String,
+    /// Its key (hex), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Seconds it ran in this run (0 when cached).
+    #[serde(default)]
+    pub seconds: f64,
+    /// Why it failed or was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// GPUs and the like it held (`resources`), when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<serde_json::Value>,
 }
 
 /// The stat an object had when its bytes last hashed to its name (also
@@ -530,11 +574,9 @@ mod tests {
         let index = Index::open(dir.path()).unwrap();
         for id in ["2", "1"] {
             let r = RunRecord {
-                started: 0,
                 pipeline: id.into(),
-                keys: BTreeMap::new(),
                 outcome: "success".into(),
-                metrics: BTreeMap::new(),
+                ..RunRecord::default()
             };
             index.put_run(id, &r).unwrap();
         }

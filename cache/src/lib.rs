@@ -19,8 +19,8 @@ mod tree;
 pub use digest::{Blob, BlobDigest, Digest, StageDigest, StageKey};
 pub use error::CacheError;
 pub use index::{
-    Index, KnownResult, Manifest, ObjectStat, OutputEntry, OutputKind, RunRecord, StageRecord,
-    StageState,
+    GitState, Index, KnownResult, Manifest, ObjectStat, OutputEntry, OutputKind, RunRecord,
+    StageRecord, StageRun, StageState,
 };
 pub use key::{CacheKey, KeyHasher, CACHE_FORMAT_VERSION};
 pub use lock::{CacheLock, LockError};

@@ -65,6 +65,9 @@ pub struct StatCache {
     bucket: String,
     records: Mutex<Option<HashMap<Vec<u8>, Arc<Record>>>>,
     dirty: AtomicBool,
+    /// Each dependency's digest as first seen, for a command that looks
+    /// at the workspace once ([`StatCache::snapshot`]).
+    seen: Option<Mutex<HashMap<std::path::PathBuf, BlobDigest>>>,
 }
 
 impl StatCache {
@@ -75,6 +78,32 @@ impl StatCache {
             bucket: bucket.to_owned(),
             records: Mutex::new(None),
             dirty: AtomicBool::new(false),
+            seen: None,
+        }
+    }
+
+    /// A stat cache that hashes each path once for its whole life and
+    /// answers later asks from memory: for `status`, `export` and
+    /// `metrics`, which show the workspace as one snapshot (10,000 stages
+    /// reading one file stat it once, not 10,000 times). Never for a run,
+    /// whose stages change files.
+    pub fn snapshot(mut self) -> Self {
+        self.seen = Some(Mutex::default());
+        self
+    }
+
+    /// A digest remembered by a snapshot.
+    pub fn seen(&self, path: &Path) -> Option<BlobDigest> {
+        let seen = self.seen.as_ref()?.lock().expect("seen lock");
+        seen.get(path).copied()
+    }
+
+    /// Remembers `path`'s digest, in a snapshot.
+    pub fn remember(&self, path: &Path, digest: BlobDigest) {
+        if let Some(seen) = &self.seen {
+            seen.lock()
+                .expect("seen lock")
+                .insert(path.to_path_buf(), digest);
         }
     }
 

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use tuneflow_cache::{Index, StageDigest};
-use tuneflow_stages::formats::artifact::flatten_metrics;
 
 use crate::cli::MetricsArgs;
 use crate::error::{exit, RunError};
@@ -17,36 +16,13 @@ use crate::pipeline::{self, PipelineError};
 use crate::run::cache::{layout_for, Cache};
 use crate::run::lookup::{resolve, Decision, Lookup, Resolved};
 use crate::run::prefetch::{Prefetch, ResultStats};
+use crate::run::reports::{flatten, reports_in};
+
+use super::runs;
 
 /// Report label (`stage`, or `stage.output` for a command's metrics) ->
 /// the stage's key and the report.
 type Reports = BTreeMap<String, (StageDigest, serde_json::Value)>;
-
-/// The reports in a manifest's summary, by label suffix: `evaluate`'s
-/// (suffix ""), and each typed `metrics` output of a command (`.NAME`),
-/// as a one-column report of its numbers flattened to dotted names.
-fn reports_in(summary: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
-    let mut out = Vec::new();
-    if let Some(report) = summary.get("evaluate") {
-        out.push((String::new(), report.clone()));
-    }
-    for (name, value) in summary
-        .get("metrics")
-        .and_then(|m| m.as_object())
-        .into_iter()
-        .flatten()
-    {
-        // Checked when its stage committed.
-        let flat = flatten_metrics(value).unwrap_or_default();
-        let report = serde_json::json!({
-            "columns": ["value"],
-            "value": flat,
-            "source": format!("the command's `{name}` output"),
-        });
-        out.push((format!(".{name}"), report));
-    }
-    out
-}
 
 /// The reports of the pipeline as it resolves now.
 fn current(plan: &pipeline::Plan, resolved: &[Resolved]) -> Reports {
@@ -92,26 +68,17 @@ fn previous(
     Ok(None)
 }
 
-/// Flattens `{"model": {"eer": ..}, "diff": {..}}` to `model.eer` -> value.
-fn flatten(report: &serde_json::Value) -> BTreeMap<String, f64> {
-    let mut out = BTreeMap::new();
-    if let Some(o) = report.as_object() {
-        for (group, v) in o {
-            if group == "trials" || group == "columns" || group == "source" {
-                continue;
-            }
-            for (k, x) in v.as_object().into_iter().flatten() {
-                if let Some(x) = x.as_f64() {
-                    out.insert(format!("{group}.{k}"), x);
-                }
-            }
-        }
-    }
-    out
-}
-
 /// Runs `tuneflow metrics`.
 pub fn metrics(args: &MetricsArgs, cache_flag: Option<&Path>) -> Result<i32, RunError> {
+    let named: Vec<&str> = args
+        .run
+        .iter()
+        .chain(args.diff.iter().flatten())
+        .map(String::as_str)
+        .collect();
+    if !named.is_empty() {
+        return recorded(args, cache_flag, &named);
+    }
     let prefetch = Prefetch::start(cache_flag, &args.pipeline, ResultStats::Read);
     let plan = pipeline::load(&args.pipeline, &args.set)?;
     let layout = layout_for(cache_flag, Some(&plan), Some(&args.pipeline));
@@ -135,7 +102,7 @@ pub fn metrics(args: &MetricsArgs, cache_flag: Option<&Path>) -> Result<i32, Run
             .find(|s| label == s || label.starts_with(&format!("{s}.")))
             .unwrap_or(label);
         let stage = &stage.to_owned();
-        let before = if args.diff {
+        let before = if args.diff.is_some() {
             previous(&cache.index, &file, (stage, label), key)?
         } else {
             None
@@ -148,12 +115,49 @@ pub fn metrics(args: &MetricsArgs, cache_flag: Option<&Path>) -> Result<i32, Run
             println!("{line}");
         } else {
             let previous = before.as_ref().map(flatten);
-            if args.diff && previous.is_none() {
+            if args.diff.is_some() && previous.is_none() {
                 println!("{label}: no earlier run with a different result to compare with");
             }
             print_table(label, &flatten(report), previous.as_ref(), report);
         }
     }
+    Ok(exit::SUCCESS)
+}
+
+/// `metrics RUN`, `metrics --diff A B` (or `RUN --diff B`), and
+/// `metrics --diff A` (the pipeline now against run A).
+fn recorded(args: &MetricsArgs, flag: Option<&Path>, named: &[&str]) -> Result<i32, RunError> {
+    if named.len() > 2 {
+        return Err(PipelineError::Usage(
+            "`metrics` compares at most two runs: `metrics PIPELINE --diff A B`".into(),
+        )
+        .into());
+    }
+    let (cache, file) = runs::open_runs(&args.pipeline, flag)?;
+    let all = runs::runs_of(&cache.index, &file)?;
+    let (a_id, a) = runs::find_run(&all, named[0])?;
+    let a_metrics = runs::run_metrics(&cache.index, a);
+    let b = match named.get(1) {
+        Some(b) => {
+            let (id, r) = runs::find_run(&all, b)?;
+            Some((id.clone(), runs::run_metrics(&cache.index, r)))
+        }
+        None if args.diff.is_some() => {
+            let plan = pipeline::load(&args.pipeline, &args.set)?;
+            let lookup = Lookup::new(&plan, &cache.index, &cache.store);
+            let now = current(&plan, &resolve(&lookup)?)
+                .into_iter()
+                .map(|(label, (_, report))| (label, flatten(&report)))
+                .collect();
+            Some(("now".to_owned(), now))
+        }
+        None => None,
+    };
+    runs::print_metrics(
+        (a_id, &a_metrics),
+        b.as_ref().map(|(n, m)| (n.as_str(), m)),
+        args.json,
+    );
     Ok(exit::SUCCESS)
 }
 

@@ -8,6 +8,7 @@ mod graph;
 mod metrics;
 mod remote;
 mod run;
+mod runs;
 mod status;
 
 use crate::cli::{CacheCommand, Cli, Command};
@@ -32,6 +33,7 @@ pub fn main(cli: Cli) -> i32 {
         }
         Command::Export(a) => export::export(&a, flag),
         Command::Metrics(a) => metrics::metrics(&a, flag),
+        Command::Runs(a) => runs::runs(&a, flag),
         Command::Fixtures(a) => crate::fixtures::fixtures(&a),
     };
     match result {

@@ -180,6 +180,7 @@ pub fn pull(args: &SyncArgs, flag: Option<&Path>) -> Result<i32, RunError> {
     let cache = Cache::open_exclusive(layout_for(flag, Some(&plan), args.pipeline.as_deref()))?;
     let mut remote = open(args.remote.as_deref(), Some(&plan))?;
     remote.jobs = args.jobs.max(1);
+    remote.announce = false;
     let started = Instant::now();
     let lookup = Lookup::new(&plan, &cache.index, &cache.store).with_source(Some(&remote));
     let resolved = resolve(&lookup)?;

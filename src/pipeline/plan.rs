@@ -75,6 +75,10 @@ pub struct Plan {
     pub cache_dir: Option<PathBuf>,
     /// `[cache]`: the shared remote cache.
     pub remote: RemoteSettings,
+    /// The `--set` overrides applied, as given.
+    pub overrides: Vec<String>,
+    /// BLAKE3 (hex) of the pipeline file's bytes.
+    pub source_digest: String,
     /// The stages, upstream before downstream.
     pub stages: Vec<PlannedStage>,
     /// `[executor]`: local threads or Slurm jobs.
@@ -163,7 +167,10 @@ fn check_outs_are_safe(
 pub fn load(path: &Path, overrides: &[String]) -> Result<Plan, PipelineError> {
     let mut spec = PipelineSpec::load(path)?;
     spec.apply_overrides(overrides)?;
-    let plan = plan(&spec);
+    let plan = plan(&spec).map(|mut p| {
+        p.overrides = overrides.to_vec();
+        p
+    });
     let large = spec.source.len() > super::spec::LARGE;
     super::keep_to_exit(spec, large);
     plan
@@ -263,6 +270,8 @@ pub fn plan(spec: &PipelineSpec) -> Result<Plan, PipelineError> {
         device: header.device,
         cache_dir,
         remote,
+        overrides: Vec::new(),
+        source_digest: blake3::hash(spec.source.as_bytes()).to_hex().to_string(),
         stages: wired.expect("no diagnostics means the graph was wired"),
         executor,
     })

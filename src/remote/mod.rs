@@ -44,6 +44,9 @@ pub struct Remote {
     down: AtomicBool,
     /// Transfers at once.
     pub jobs: usize,
+    /// Log each stage fetched or pushed (a run does; `cache pull` prints
+    /// its own lines).
+    pub announce: bool,
     /// What a run fetched and pushed, stage by stage.
     log: std::sync::Mutex<Vec<source::Transfer>>,
 }
@@ -161,6 +164,7 @@ impl Remote {
             rt: Some(rt),
             down: AtomicBool::new(false),
             jobs: 8,
+            announce: true,
             log: std::sync::Mutex::default(),
         })
     }

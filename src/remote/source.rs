@@ -62,11 +62,13 @@ impl ResultSource for Remote {
         }
         match Remote::fetch(self, key, index, store) {
             Ok(Some((_, moved))) => {
-                tracing::info!(
+                if self.announce {
+                    tracing::info!(
                     target: "tuneflow::remote",
                     "stage `{stage}`: fetched from {} ({} objects, {} bytes; {} already here)",
                     self.shown, moved.objects, moved.bytes, moved.present
-                );
+                    );
+                }
                 self.record(stage, key, "fetched", moved);
                 true
             }

@@ -55,6 +55,10 @@ pub fn compute(
         let digest = match input {
             Input::File(path) => {
                 let full = plan.dir.join(path);
+                if let Some(d) = stats.seen(&full) {
+                    inputs.insert(name.clone(), d);
+                    continue;
+                }
                 let Ok(meta) = std::fs::symlink_metadata(&full) else {
                     return Err(KeyError::MissingDep {
                         stage: ps.name.clone(),
@@ -62,10 +66,12 @@ pub fn compute(
                     });
                 };
                 // Not a symlink: `meta` is what following it would give.
-                match meta.is_symlink() {
+                let digest = match meta.is_symlink() {
                     true => stats.hash(&full)?.digest,
                     false => stats.hash_with_meta(&full, &meta)?.digest,
-                }
+                };
+                stats.remember(&full, digest);
+                digest
             }
             Input::Output { stage, output } => manifest_of(*stage)
                 .and_then(|m| m.output(output).map(|o| o.digest))

@@ -123,9 +123,10 @@ pub type Records = std::collections::BTreeMap<String, StageState>;
 
 impl<'a> Lookup<'a> {
     /// A lookup of `plan`'s stages in a cache, with a stat cache of its
-    /// own (read-only: `status`, `export`).
+    /// own that sees the workspace as one snapshot (the commands that run
+    /// no stage: `status`, `export`, `metrics`, `cache gc|push|pull`).
     pub fn new(plan: &'a Plan, index: &'a Index, store: &'a ObjectStore) -> Self {
-        let stats = StatCache::new(index, &plan.file.to_string_lossy());
+        let stats = StatCache::new(index, &plan.file.to_string_lossy()).snapshot();
         Self::with_stats(plan, index, store, Stats::Own(stats))
     }
 

@@ -13,8 +13,10 @@
 //! - [`outputs`]: moving outputs between the workspace and the store;
 //! - [`engine`]: decides, runs and commits each stage;
 //! - [`executor`]: orders the stages as a dagrs graph;
-//! - [`session`]: runtime, signals, the state file, repair rounds, the run
-//!   record;
+//! - [`reports`]: the metrics a result's summary reports;
+//! - [`history`]: the run record (id, overrides, git, each stage's
+//!   outcome, the metrics);
+//! - [`session`]: runtime, signals, the state file, repair rounds;
 //! - [`events`]: what a run reports, as data;
 //! - [`resources`]: GPU permits.
 //!
@@ -28,10 +30,12 @@ pub mod cache;
 pub mod engine;
 pub mod events;
 pub mod executor;
+pub mod history;
 pub mod job;
 pub mod keys;
 pub mod lookup;
 pub mod outputs;
 pub mod prefetch;
+pub mod reports;
 pub mod resources;
 pub mod session;

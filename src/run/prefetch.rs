@@ -89,7 +89,11 @@ impl Prefetch {
 fn read(root: &Path, bucket: &str, results: ResultStats) -> Prefetched {
     let index = Index::open(root).expect("opening an index touches nothing");
     let records = index.stage_records(bucket).unwrap_or_default();
-    let stats = StatCache::new(&index, bucket);
+    // A read-only command sees the workspace as one snapshot.
+    let stats = match results {
+        ResultStats::Read => StatCache::new(&index, bucket).snapshot(),
+        ResultStats::Skip => StatCache::new(&index, bucket),
+    };
     // An unreadable bucket is read (and its error reported) again by
     // the first lookup that needs it.
     let _ = stats.preload();

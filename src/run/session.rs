@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tuneflow_cache::{CacheLayout, RunRecord};
+use tuneflow_cache::{CacheLayout, GitState, RunRecord};
 
 use super::backend::StageFailure;
 use super::engine::{Engine, Outcome};
@@ -17,20 +17,10 @@ use super::events::{Reporter, RunEvent};
 /// is rewritten when something changed: each write is a new file.
 const STATE_SPACING: Duration = Duration::from_millis(200);
 use super::executor::{run_graph, Task};
+use super::history::{self, GitProbe};
 use crate::pipeline::Plan;
 
-/// A sortable id for a run: UTC time, then the pid.
-pub fn run_id() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    format!(
-        "{}-{:09}-{}",
-        now.as_secs(),
-        now.subsec_nanos(),
-        std::process::id()
-    )
-}
+pub use super::history::run_id;
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +40,8 @@ const MAX_ROUNDS: usize = 3;
 /// Runs the engine to the end and records the run.
 pub fn run(engine: &Arc<Engine>, reporter: &Reporter, id: &str) -> RunEnd {
     let started = Instant::now();
+    let started_ns = epoch_nanos();
+    let git = GitProbe::start(&engine.plan.dir);
     reporter.send(RunEvent::RunStarted {
         pipeline: engine.plan.name.clone(),
         stages: engine.plan.stages.len(),
@@ -76,7 +68,8 @@ pub fn run(engine: &Arc<Engine>, reporter: &Reporter, id: &str) -> RunEnd {
     } else {
         RunEnd::Success
     };
-    record(engine, &outcomes, end, id);
+    let when = (started_ns, epoch_nanos());
+    record(engine, &outcomes, end, id, git.finish(), when);
     let count = |f: fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
     reporter.send(RunEvent::RunFinished {
         ran: count(|o| matches!(o, Outcome::Ran(..))),
@@ -206,19 +199,25 @@ pub fn read_state(layout: &CacheLayout) -> Option<RunState> {
 }
 
 /// Records the run (every run, all-cached ones too).
-fn record(engine: &Engine, outcomes: &[Outcome], end: RunEnd, id: &str) {
-    let keys = engine
-        .plan
+fn record(
+    engine: &Engine,
+    outcomes: &[Outcome],
+    end: RunEnd,
+    id: &str,
+    git: Option<GitState>,
+    (started, ended): (u64, u64),
+) {
+    let plan = &engine.plan;
+    let keys = plan
         .stages
         .iter()
         .zip(outcomes)
         .filter_map(|(s, o)| o.key().map(|k| (s.name.clone(), k)))
         .collect();
     let record = RunRecord {
-        started: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
-        pipeline: engine.plan.file.display().to_string(),
+        started,
+        ended,
+        pipeline: plan.file.display().to_string(),
         keys,
         outcome: match end {
             RunEnd::Success => "success",
@@ -226,11 +225,21 @@ fn record(engine: &Engine, outcomes: &[Outcome], end: RunEnd, id: &str) {
             RunEnd::Interrupted => "interrupted",
         }
         .into(),
-        metrics: Default::default(),
+        metrics: history::run_metrics(plan, outcomes),
+        overrides: plan.overrides.clone(),
+        pipeline_digest: plan.source_digest.clone(),
+        git,
+        stages: history::stage_runs(plan, outcomes),
     };
     if let Err(e) = engine.cache().index.put_run(id, &record) {
         tracing::warn!("failed to record the run: {e}");
     }
+}
+
+fn epoch_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// This process's peak resident memory since `exec` (`VmHWM`). Unlike

@@ -12,6 +12,7 @@ mod demo;
 mod failures;
 mod fuzz_pipeline;
 mod harness;
+mod history;
 mod hostile;
 mod invalid;
 mod layers;
