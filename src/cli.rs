@@ -64,7 +64,10 @@ pub struct RunArgs {
     /// Stages running at once (default: number of cores).
     #[arg(short, long, value_name = "N")]
     pub jobs: Option<usize>,
-    /// Overrides a value: `STAGE.KEY=VALUE`, `params.KEY=VALUE` or `pipeline.KEY=VALUE`.
+    /// Overrides a value: `STAGE.KEY=VALUE`, `params.KEY=VALUE` or
+    /// `pipeline.KEY=VALUE`. `KEY=A,B,C` is a sweep: one run per value
+    /// (two lists: their grid), shared stages once; quote a value that
+    /// holds a comma. `tuneflow runs PIPELINE --sweep` compares them.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
     /// Runs STAGE even if it is cached (repeatable).
@@ -193,6 +196,10 @@ pub struct RunsArgs {
     /// Only the N most recent.
     #[arg(short = 'n', long, value_name = "N")]
     pub last: Option<usize>,
+    /// One row per variant of a sweep (the latest, or the one whose id
+    /// contains ID), with its values and metrics, the best marked `*`.
+    #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "")]
+    pub sweep: Option<String>,
     /// One JSON object per run.
     #[arg(long)]
     pub json: bool,

@@ -135,6 +135,22 @@ pub struct RunRecord {
     /// Every stage, by name: what happened to it.
     #[serde(default)]
     pub stages: BTreeMap<String, StageRun>,
+    /// The sweep this run is a variant of, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<SweepTag>,
+}
+
+/// One variant of a sweep (`--set key=a,b,c`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SweepTag {
+    /// The sweep's id (its first variant's run id).
+    pub id: String,
+    /// This variant's place, from 0.
+    pub index: usize,
+    /// How many variants.
+    pub of: usize,
+    /// The swept keys (the `--set`s with a list).
+    pub keys: Vec<String>,
 }
 
 /// Where the pipeline's folder stood in git when a run started.
@@ -376,10 +392,10 @@ impl Index {
         let mut out = Vec::new();
         for id in self.run_ids()? {
             let path = self.run_dir(&id).join("run.json");
-            match read_json(&path, || format!("run record `{id}`")) {
-                Ok(Some(r)) => out.push((id, r)),
-                Ok(None) | Err(CacheError::CorruptRecord { .. }) => {}
-                Err(e) => return Err(e),
+            // A record that cannot be read (garbled, or not a file) is
+            // left out: one bad run does not hide the others.
+            if let Ok(Some(r)) = read_json(&path, || format!("run record `{id}`")) {
+                out.push((id, r));
             }
         }
         Ok(out)

@@ -20,7 +20,7 @@ pub use digest::{Blob, BlobDigest, Digest, StageDigest, StageKey};
 pub use error::CacheError;
 pub use index::{
     GitState, Index, KnownResult, Manifest, ObjectStat, OutputEntry, OutputKind, RunRecord,
-    StageRecord, StageRun, StageState,
+    StageRecord, StageRun, StageState, SweepTag,
 };
 pub use key::{CacheKey, KeyHasher, CACHE_FORMAT_VERSION};
 pub use lock::{CacheLock, LockError};

@@ -143,7 +143,7 @@ pub fn du(args: &CacheArgs, flag: Option<&Path>) -> Result<i32, RunError> {
             .as_deref()
             .map(|p| pipeline::load(p, &[]))
             .transpose()?;
-        let remote = super::remote::open(Some(flag), plan.as_ref())?;
+        let remote = super::remote::open(Some(flag), plan.as_ref(), cache.layout.root())?;
         let u = remote.usage()?;
         let value = serde_json::json!({"event": "cache-du-remote", "remote": remote.shown(),
             "objects": u.objects, "bytes": u.object_bytes, "results": u.results});
@@ -230,7 +230,7 @@ pub fn gc(args: &GcArgs, flag: Option<&Path>) -> Result<i32, RunError> {
     );
     emit(args.json, &value, text);
     if let Some(flag) = &args.remote {
-        let remote = super::remote::open(Some(flag), Some(&first))?;
+        let remote = super::remote::open(Some(flag), Some(&first), cache.layout.root())?;
         let r = remote.collect_orphans(std::time::Duration::from_secs(args.grace))?;
         let value = serde_json::json!({"event": "cache-gc-remote", "remote": remote.shown(),
             "objects-removed": r.removed, "objects-kept": r.kept, "freed-bytes": r.freed_bytes});

@@ -10,6 +10,7 @@ mod remote;
 mod run;
 mod runs;
 mod status;
+mod sweeps;
 
 use crate::cli::{CacheCommand, Cli, Command};
 

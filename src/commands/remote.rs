@@ -26,9 +26,16 @@ fn plan_of(args: &SyncArgs) -> Result<Option<Plan>, RunError> {
 
 /// The remote a command uses: `flag` (empty: the configured one), else the
 /// pipeline's, else the user's.
-pub(super) fn open(flag: Option<&str>, plan: Option<&Plan>) -> Result<Remote, RunError> {
+pub(super) fn open(
+    flag: Option<&str>,
+    plan: Option<&Plan>,
+    cache: &Path,
+) -> Result<Remote, RunError> {
     let url = plan.and_then(|p| p.remote.url.as_deref());
-    Ok(Remote::for_command(flag.filter(|f| !f.is_empty()), url)?)
+    let flag = flag.filter(|f| !f.is_empty());
+    let url = crate::remote::config::pick(flag, url)?.ok_or(RemoteError::NotConfigured)?;
+    crate::remote::config::check_apart(&url, cache)?;
+    Ok(Remote::open(&url)?)
 }
 
 fn human(b: u64) -> String {
@@ -96,7 +103,7 @@ fn line(
 pub fn push(args: &SyncArgs, flag: Option<&Path>) -> Result<i32, RunError> {
     let plan = plan_of(args)?;
     let cache = Cache::open_shared(layout_for(flag, plan.as_ref(), args.pipeline.as_deref()))?;
-    let mut remote = open(args.remote.as_deref(), plan.as_ref())?;
+    let mut remote = open(args.remote.as_deref(), plan.as_ref(), cache.layout.root())?;
     remote.jobs = args.jobs.max(1);
     let (index, store) = (&cache.index, &cache.store);
     let results: Vec<(String, StageDigest, Manifest)> = match &plan {
@@ -178,7 +185,7 @@ pub fn pull(args: &SyncArgs, flag: Option<&Path>) -> Result<i32, RunError> {
         .into());
     };
     let cache = Cache::open_exclusive(layout_for(flag, Some(&plan), args.pipeline.as_deref()))?;
-    let mut remote = open(args.remote.as_deref(), Some(&plan))?;
+    let mut remote = open(args.remote.as_deref(), Some(&plan), cache.layout.root())?;
     remote.jobs = args.jobs.max(1);
     remote.announce = false;
     let started = Instant::now();

@@ -1,5 +1,7 @@
 //! `tuneflow run`: loads the pipeline, opens the cache for writing, picks
-//! the backend (local or Slurm) and drives the session.
+//! the backend (local or Slurm) and drives the session; a sweep runs each
+//! variant so.
+#![expect(clippy::print_stdout, reason = "a sweep announces its variants")]
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,11 +18,73 @@ use crate::run::engine::{Engine, EngineOptions};
 use crate::run::lookup::ResultSource;
 use crate::run::prefetch::{Prefetch, ResultStats};
 use crate::run::session::{self, RunEnd};
+use tuneflow_cache::SweepTag;
 
-/// Runs `tuneflow run`.
+/// Runs `tuneflow run`: one run, or one per variant of a sweep
+/// (`--set key=a,b,c`), one after the other, each a recorded run tagged
+/// with the sweep; shared stages run once (the second variant finds them
+/// cached).
 pub fn run(args: &RunArgs, cache_flag: Option<&Path>) -> Result<i32, RunError> {
+    let variants = pipeline::sweep::variants(&args.set)?;
+    if variants.len() == 1 {
+        return run_variant(args, cache_flag, &args.set, None);
+    }
+    let keys: Vec<String> = args
+        .set
+        .iter()
+        .filter(|s| s.split_once('=').is_some_and(|(_, v)| v.contains(',')))
+        .filter_map(|s| s.split_once('=').map(|(k, _)| k.to_owned()))
+        .collect();
+    let id = session::run_id();
+    let mut worst = exit::SUCCESS;
+    for (index, set) in variants.iter().enumerate() {
+        let tag = SweepTag {
+            id: id.clone(),
+            index,
+            of: variants.len(),
+            keys: keys.clone(),
+        };
+        announce(args.json, &tag, set);
+        let code = run_variant(args, cache_flag, set, Some(tag))?;
+        if code == exit::INTERRUPTED {
+            return Ok(code);
+        }
+        worst = worst.max(code);
+    }
+    if !args.json {
+        eprintln!(
+            "sweep {id}: {} variants; `tuneflow runs {} --sweep` compares them",
+            variants.len(),
+            args.pipeline.display()
+        );
+    }
+    Ok(worst)
+}
+
+fn announce(json: bool, tag: &SweepTag, set: &[String]) {
+    if json {
+        let line = serde_json::json!({"event": "sweep-variant", "sweep": tag.id,
+            "index": tag.index, "of": tag.of, "set": set});
+        println!("{line}");
+    } else {
+        eprintln!(
+            "--- variant {}/{}: {}",
+            tag.index + 1,
+            tag.of,
+            set.join(" ")
+        );
+    }
+}
+
+/// One run of the pipeline with overrides `set`.
+fn run_variant(
+    args: &RunArgs,
+    cache_flag: Option<&Path>,
+    set: &[String],
+    sweep: Option<SweepTag>,
+) -> Result<i32, RunError> {
     let prefetch = Prefetch::start(cache_flag, &args.pipeline, ResultStats::Skip);
-    let plan = Arc::new(pipeline::load(&args.pipeline, &args.set)?);
+    let plan = Arc::new(pipeline::load(&args.pipeline, set)?);
     for f in &args.force {
         if plan.index_of(f).is_none() {
             return Err(
@@ -64,9 +128,10 @@ pub fn run(args: &RunArgs, cache_flag: Option<&Path>) -> Result<i32, RunError> {
     let _ = std::fs::remove_dir_all(cache.layout.scratch());
     cache.store.clear_stale_temps();
     let (backend, slurm_jobs) = backend(&plan, args.executor)?;
-    let source = remote(args, &plan)?;
+    let source = remote(args, &plan, cache.layout.root())?;
     let options = EngineOptions {
         push: source.is_some() && (args.push || plan.remote.push),
+        sweep,
         source: source.map(|r| r as Arc<dyn ResultSource>),
         force: args.force.clone(),
         keep_going: args.keep_going,
@@ -100,14 +165,24 @@ pub fn run(args: &RunArgs, cache_flag: Option<&Path>) -> Result<i32, RunError> {
 
 /// The remote cache a run reads through, unless `--no-remote`: none when
 /// none is set; a URL that cannot be opened is an error.
-fn remote(args: &RunArgs, plan: &Plan) -> Result<Option<Arc<Remote>>, RunError> {
+fn remote(args: &RunArgs, plan: &Plan, cache: &Path) -> Result<Option<Arc<Remote>>, RunError> {
     if args.no_remote {
         return Ok(None);
     }
     let Some(url) = config::pick(args.remote.as_deref(), plan.remote.url.as_deref())? else {
         return Ok(None);
     };
-    Ok(Some(Arc::new(Remote::open(&url)?)))
+    config::check_apart(&url, cache)?;
+    match Remote::open(&url) {
+        Ok(r) => Ok(Some(Arc::new(r))),
+        // Settings that are wrong are an error; a remote that is not
+        // there makes the run go on without it.
+        Err(e) if e.is_configuration() => Err(e.into()),
+        Err(e) => {
+            tracing::warn!(target: "tuneflow::remote", "{e}; the run goes on without the remote");
+            Ok(None)
+        }
+    }
 }
 
 /// Outputs live in the pipeline's folder, whatever the cache folder: one

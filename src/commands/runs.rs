@@ -29,11 +29,15 @@ pub(super) fn open_runs(pipeline: &Path, flag: Option<&Path>) -> Result<(Cache, 
 }
 
 /// The runs of pipeline `file`, oldest first.
+/// (However its path was written when it ran: `../x/p.toml`, through a
+/// symlink.)
 pub(super) fn runs_of(index: &Index, file: &str) -> Result<Vec<(String, RunRecord)>, RunError> {
+    let real = |p: &str| std::fs::canonicalize(p).unwrap_or_else(|_| PathBuf::from(p));
+    let wanted = real(file);
     Ok(index
         .runs()?
         .into_iter()
-        .filter(|(_, r)| r.pipeline == file)
+        .filter(|(_, r)| r.pipeline == file || real(&r.pipeline) == wanted)
         .collect())
 }
 
@@ -104,6 +108,9 @@ fn matches(args: &RunsArgs, run: &RunRecord) -> bool {
 pub fn runs(args: &RunsArgs, flag: Option<&Path>) -> Result<i32, RunError> {
     let (cache, file) = open_runs(&args.pipeline, flag)?;
     let all = runs_of(&cache.index, &file)?;
+    if let Some(wanted) = &args.sweep {
+        return super::sweeps::table(&cache.index, &all, wanted, args.json);
+    }
     let mut shown: Vec<&(String, RunRecord)> =
         all.iter().filter(|(_, r)| matches(args, r)).collect();
     if let Some(n) = args.last {
@@ -133,7 +140,7 @@ pub fn runs(args: &RunsArgs, flag: Option<&Path>) -> Result<i32, RunError> {
             |g| {
                 format!(
                     "{}{}",
-                    &g.commit[..g.commit.len().min(8)],
+                    g.commit.chars().take(8).collect::<String>(),
                     if g.dirty { "+" } else { "" }
                 )
             },

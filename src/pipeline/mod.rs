@@ -8,6 +8,7 @@ pub mod error;
 pub mod executor;
 pub mod plan;
 pub mod spec;
+pub mod sweep;
 mod wire;
 
 pub use error::{Diagnostic, PipelineError};

@@ -257,6 +257,17 @@ pub fn plan(spec: &PipelineSpec) -> Result<Plan, PipelineError> {
     let file = std::path::absolute(&spec.path).unwrap_or_else(|_| spec.path.clone());
     let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let cache_dir = header.cache.map(|c| dir.join(c));
+    // A relative folder remote is the pipeline's, as `cache` is.
+    let remote = RemoteSettings {
+        url: remote
+            .url
+            .map(|u| match u.contains("://") || Path::new(&u).is_absolute() {
+                true => u,
+                false if u.trim().is_empty() => u,
+                false => dir.join(u.trim()).display().to_string(),
+            }),
+        ..remote
+    };
     Ok(Plan {
         name: header.name.unwrap_or_else(|| {
             spec.path

@@ -67,7 +67,7 @@ pub fn user_remote() -> Result<Option<String>, RemoteError> {
     let doc: toml::Table = text.parse().map_err(|e| bad(format!("not TOML: {e}")))?;
     match doc.get("cache").and_then(|c| c.get("remote")) {
         None => Ok(None),
-        Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+        Some(toml::Value::String(s)) => Ok(first_given(&[Some(s)])),
         Some(other) => Err(bad(format!(
             "`[cache] remote` must be a URL string, not {}",
             other.type_str()
@@ -84,8 +84,35 @@ pub fn shown(url: &str) -> String {
             u.set_query(None);
             u.to_string()
         }
-        _ => url.to_owned(),
+        Ok(_) => url.to_owned(),
+        Err(_) => redact(url),
     }
+}
+
+/// `text` with the user, password and query of every URL in it removed
+/// (the stores' own error messages repeat the full URL).
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>' | ')'))
+            .unwrap_or(tail.len());
+        let (url, after) = tail.split_at(end);
+        let authority_end = url.find(['/', '?', '#']).unwrap_or(url.len());
+        let (authority, path) = url.split_at(authority_end);
+        out.push_str(
+            authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host),
+        );
+        out.push_str(path.split_once('?').map_or(path, |(p, _)| p));
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Opens the store `url` names, with request timeout `timeout`.
@@ -99,36 +126,25 @@ pub(super) fn open_store(
         reason,
     };
     let Some((scheme, _)) = url.split_once("://").filter(|(s, _)| !s.contains('/')) else {
-        return Ok((folder(Path::new(url)).map_err(bad)?, show.clone()));
+        return Ok((folder(Path::new(url), &show)?, show.clone()));
     };
     let parsed = url::Url::parse(url).map_err(|e| bad(format!("not a URL: {e}")))?;
     let prefix = parsed.path().trim_matches('/').to_owned();
-    // Set key by key: options the provider's environment gives (such as
-    // AWS_ALLOW_HTTP for a server on plain HTTP) stay.
-    let timeouts = [
-        (
-            ClientConfigKey::Timeout,
-            format!("{}ms", timeout.as_millis()),
-        ),
-        (
-            ClientConfigKey::ConnectTimeout,
-            format!("{}ms", timeout.min(Duration::from_secs(5)).as_millis()),
-        ),
-    ];
+    let timeouts = client_keys(scheme, timeout);
     let retry = RetryConfig {
         max_retries: 2,
         retry_timeout: timeout,
         ..RetryConfig::default()
     };
     let built = |r: object_store::Result<Arc<dyn ObjectStore>>| {
-        r.map_err(|e| bad(format!("cannot open: {e}")))
+        r.map_err(|e| bad(format!("cannot open: {}", redact(&e.to_string()))))
     };
     let store: Arc<dyn ObjectStore> = match scheme {
         "file" => {
             let path = parsed
                 .to_file_path()
                 .map_err(|()| bad("not a local path".into()))?;
-            return Ok((folder(&path).map_err(bad)?, show));
+            return Ok((folder(&path, &show)?, show));
         }
         "s3" | "s3a" => built(
             timeouts
@@ -175,13 +191,80 @@ pub(super) fn open_store(
     Ok((store, show))
 }
 
-/// A folder remote (created if missing).
-fn folder(path: &Path) -> Result<Arc<dyn ObjectStore>, String> {
-    let path = std::path::absolute(path).map_err(|e| format!("not a path: {e}"))?;
-    std::fs::create_dir_all(&path).map_err(|e| format!("cannot create the folder: {e}"))?;
+/// Client settings, key by key, so that those the provider's environment
+/// gives (such as AWS_ALLOW_HTTP for a server on plain HTTP) stay: a
+/// request may wait `timeout` for each piece of its answer (a large object
+/// may take longer in all, as long as it keeps coming), connecting at most
+/// 5 s of it.
+fn client_keys(scheme: &str, timeout: Duration) -> Vec<(ClientConfigKey, String)> {
+    let ms = |d: Duration| format!("{}ms", d.as_millis());
+    let mut keys = vec![
+        (ClientConfigKey::ReadTimeout, ms(timeout)),
+        (
+            ClientConfigKey::Timeout,
+            ms((timeout * 60).max(Duration::from_secs(600))),
+        ),
+        (
+            ClientConfigKey::ConnectTimeout,
+            ms(timeout.min(Duration::from_secs(5))),
+        ),
+    ];
+    if scheme == "http" {
+        keys.push((ClientConfigKey::AllowHttp, "true".into()));
+    }
+    keys
+}
+
+/// A folder remote (created if missing; one that cannot be is
+/// unavailable, not misconfigured: a run goes on without it).
+fn folder(path: &Path, show: &str) -> Result<Arc<dyn ObjectStore>, RemoteError> {
+    let unavailable = |reason: String| RemoteError::Unavailable {
+        url: show.to_owned(),
+        reason,
+    };
+    let path = std::path::absolute(path).map_err(|e| unavailable(format!("not a path: {e}")))?;
+    if path.exists() && !path.is_dir() {
+        return Err(RemoteError::BadUrl {
+            url: show.to_owned(),
+            reason: "is a file, not a folder".into(),
+        });
+    }
+    std::fs::create_dir_all(&path)
+        .map_err(|e| unavailable(format!("cannot create the folder: {e}")))?;
     let store = object_store::local::LocalFileSystem::new_with_prefix(&path)
-        .map_err(|e| format!("cannot open the folder: {e}"))?;
+        .map_err(|e| unavailable(format!("cannot open the folder: {e}")))?;
     Ok(Arc::new(store))
+}
+
+/// Refuses a folder remote that is, holds or lies inside the local cache
+/// folder `cache`: the remote's objects and the local store would be one
+/// folder, and `cache gc --remote` would judge the local objects.
+pub fn check_apart(url: &str, cache: &Path) -> Result<(), RemoteError> {
+    let folder = match url.split_once("://") {
+        None => std::path::PathBuf::from(url),
+        Some(("file", _)) => match url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.to_file_path().ok())
+        {
+            Some(p) => p,
+            None => return Ok(()),
+        },
+        Some(_) => return Ok(()),
+    };
+    let (a, b) = (
+        tuneflow_stages::paths::resolve(&folder),
+        tuneflow_stages::paths::resolve(cache),
+    );
+    if a.starts_with(&b) || b.starts_with(&a) {
+        return Err(RemoteError::BadUrl {
+            url: url.to_owned(),
+            reason: format!(
+                "the remote folder overlaps the local cache folder `{}`; use a folder of its own",
+                cache.display()
+            ),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -210,6 +293,37 @@ mod tests {
             Some("s3://b")
         );
         assert_eq!(first(&[None, None, None]), None);
+    }
+
+    #[test]
+    fn credentials_in_urls_are_removed_from_any_text() {
+        let t = "Error performing GET https://user:pa55@host:9/b/k?X-Amz-Signature=s3cr3t in 2s, \
+                 then (http://tok@h/x) and s3://bucket/p";
+        let r = redact(t);
+        for secret in ["pa55", "user", "s3cr3t", "tok@"] {
+            assert!(!r.contains(secret), "{r}");
+        }
+        assert!(r.contains("https://host:9/b/k in 2s"), "{r}");
+        assert!(
+            r.contains("(http://h/x)") && r.contains("s3://bucket/p"),
+            "{r}"
+        );
+        assert!(!shown("https://u:PW@host:99999/x").contains("PW"));
+    }
+
+    #[test]
+    fn a_folder_remote_must_not_overlap_the_local_cache() {
+        let d = tempfile::tempdir().unwrap();
+        let cache = d.path().join(".tuneflow");
+        std::fs::create_dir_all(&cache).unwrap();
+        for bad in [cache.clone(), cache.join("remote"), d.path().to_path_buf()] {
+            assert!(
+                check_apart(&bad.display().to_string(), &cache).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(check_apart(&d.path().join("remote").display().to_string(), &cache).is_ok());
+        assert!(check_apart("s3://b/p", &cache).is_ok());
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub enum RemoteError {
         reason: String,
     },
     /// The store refused or failed a request.
-    #[error("remote `{remote}`: cannot {what} `{path}`: {source}")]
+    #[error("remote `{remote}`: cannot {what} `{path}`: {detail}")]
     Store {
         /// The remote.
         remote: String,
@@ -79,9 +79,26 @@ pub enum RemoteError {
         what: &'static str,
         /// The path on the remote.
         path: String,
-        /// The store's error.
-        #[source]
-        source: Box<object_store::Error>,
+        /// The store's error, with any credentials in URLs removed (the
+        /// store's own text repeats the full URL).
+        detail: String,
+        /// Whether the remote itself failed (as opposed to a missing or
+        /// conflicting object).
+        unreachable: bool,
+    },
+    /// A folder remote that cannot be created or opened.
+    #[error("remote `{url}`: {reason}")]
+    Unavailable {
+        /// The URL as shown.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+    /// An object of the local cache is damaged or missing: not pushed.
+    #[error("object {digest} is damaged or missing in the local cache, so its result is not pushed; `tuneflow cache verify` repairs the cache")]
+    LocalDamaged {
+        /// The object.
+        digest: String,
     },
     /// An object on the remote has other bytes than its name says.
     #[error("remote `{remote}`: object {digest} is damaged (its bytes hash to {actual}); it was deleted from the remote so that the next push repairs it")]
@@ -130,24 +147,14 @@ impl RemoteError {
     /// to one object or result being wrong).
     pub fn is_unreachable(&self) -> bool {
         match self {
-            Self::Store { source, .. } => !matches!(
-                **source,
-                object_store::Error::NotFound { .. }
-                    | object_store::Error::AlreadyExists { .. }
-                    | object_store::Error::Precondition { .. }
-            ),
+            Self::Store { unreachable, .. } => *unreachable,
+            Self::Unavailable { .. } => true,
             _ => false,
         }
     }
 }
 
 impl Remote {
-    /// The remote a command uses (see [`config::pick`]), opened.
-    pub fn for_command(flag: Option<&str>, pipeline: Option<&str>) -> Result<Self, RemoteError> {
-        let url = config::pick(flag, pipeline)?.ok_or(RemoteError::NotConfigured)?;
-        Self::open(&url)
-    }
-
     /// Opens the remote at `url` (see [`config`] for the schemes and
     /// where credentials come from).
     pub fn open(url: &str) -> Result<Self, RemoteError> {
@@ -218,7 +225,13 @@ impl Remote {
             remote: self.shown.clone(),
             what,
             path,
-            source: Box::new(source),
+            detail: config::redact(&source.to_string()),
+            unreachable: !matches!(
+                source,
+                object_store::Error::NotFound { .. }
+                    | object_store::Error::AlreadyExists { .. }
+                    | object_store::Error::Precondition { .. }
+            ),
         }
     }
 
@@ -231,13 +244,13 @@ impl Remote {
         let all = listed.map_err(self.err("list", &StorePath::from("")))?;
         let mut u = Usage::default();
         for meta in all {
-            match meta.location.parts().next().as_ref().map(AsRef::as_ref) {
-                Some("objects") => {
+            match transfer::classify(&meta.location) {
+                Some(transfer::Entry::Object(_)) => {
                     u.objects += 1;
                     u.object_bytes += meta.size;
                 }
-                Some("results") => u.results += 1,
-                _ => {}
+                Some(transfer::Entry::Result(_)) => u.results += 1,
+                None => {}
             }
         }
         Ok(u)
@@ -264,12 +277,39 @@ impl Drop for Remote {
     }
 }
 
-/// How long one request may take: `TUNEFLOW_REMOTE_TIMEOUT` seconds,
-/// default 30 (connecting: at most 5).
+/// How long a request may wait on the remote without receiving anything:
+/// `TUNEFLOW_REMOTE_TIMEOUT` seconds, default 30 (connecting: at most 5);
+/// a large object may take longer in all, as long as it keeps coming.
 pub fn timeout() -> Duration {
-    std::env::var("TUNEFLOW_REMOTE_TIMEOUT")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .filter(|s| *s > 0.0)
-        .map_or(Duration::from_secs(30), Duration::from_secs_f64)
+    timeout_from(std::env::var("TUNEFLOW_REMOTE_TIMEOUT").ok().as_deref())
+}
+
+/// [`timeout`] from the variable's value: a positive number of seconds,
+/// at most a day; anything else is the default.
+fn timeout_from(value: Option<&str>) -> Duration {
+    value
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .and_then(|s| Duration::try_from_secs_f64(s.min(86_400.0)).ok())
+        .unwrap_or(Duration::from_secs(30))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timeout_is_a_positive_finite_number_of_seconds_or_the_default() {
+        let t = |v: &str| timeout_from(Some(v));
+        assert_eq!(t("2"), Duration::from_secs(2));
+        assert_eq!(t("0.5"), Duration::from_millis(500));
+        for bad in ["inf", "1e30", "-1", "0", "NaN", "x", ""] {
+            let d = t(bad);
+            assert!(
+                d == Duration::from_secs(30) || d == Duration::from_secs(86_400),
+                "{bad}"
+            );
+        }
+        assert_eq!(timeout_from(None), Duration::from_secs(30));
+    }
 }

@@ -33,6 +33,32 @@ impl std::ops::AddAssign for Moved {
     }
 }
 
+/// What a path on the remote holds, by its name: `objects/<hex>` or
+/// `results/<hex>.json` and nothing else (anything else there, such as
+/// another tool's files, is neither counted nor ever deleted).
+pub(crate) enum Entry {
+    /// An object.
+    Object(BlobDigest),
+    /// A result.
+    Result(StageDigest),
+}
+
+/// See [`Entry`].
+pub(crate) fn classify(path: &StorePath) -> Option<Entry> {
+    let parts: Vec<_> = path.parts().collect();
+    match parts.as_slice() {
+        [dir, name] if dir.as_ref() == "objects" => {
+            BlobDigest::from_hex(name.as_ref()).map(Entry::Object)
+        }
+        [dir, name] if dir.as_ref() == "results" => name
+            .as_ref()
+            .strip_suffix(".json")
+            .and_then(StageDigest::from_hex)
+            .map(Entry::Result),
+        _ => None,
+    }
+}
+
 fn object_path(d: &BlobDigest) -> StorePath {
     StorePath::from(format!("objects/{}", d.to_hex()))
 }
@@ -200,46 +226,107 @@ impl Remote {
         let all = local_objects(store, manifest)?;
         for d in &all {
             if object_state(store, index, d)? != ObjectState::Intact {
-                return Err(CacheError::CorruptObject {
-                    digest: d.to_hex(),
-                    actual: "(damaged or missing in the local cache; not pushed)".into(),
-                }
-                .into());
+                return Err(RemoteError::LocalDamaged { digest: d.to_hex() });
             }
         }
+        let (mut moved, skipped) = self.upload_many(all, store)?;
+        if self.keeps_remote_manifest(key, manifest)? {
+            return Ok(moved);
+        }
+        let path = result_path(key);
+        let bytes = Bytes::from(serde_json::to_vec(manifest).expect("manifests serialize"));
+        let (remote, p) = (self.store(), path.clone());
+        self.block(async move { remote.put(&p, PutPayload::from(bytes)).await })
+            .map_err(self.err("write", &path))?;
+        // An object found on the remote (so not written now) may have been
+        // judged an orphan by a `cache gc --remote` running meanwhile:
+        // what is gone now is sent again.
+        let gone: Vec<BlobDigest> = skipped
+            .into_iter()
+            .filter(|d| !self.exists(&object_path(d)))
+            .collect();
+        if !gone.is_empty() {
+            let (again, _) = self.upload_many(gone, store)?;
+            moved.objects += again.objects;
+            moved.bytes += again.bytes;
+        }
+        Ok(moved)
+    }
+
+    /// Uploads the objects of `all` the remote lacks, several at once;
+    /// returns what moved and the objects the remote already had.
+    fn upload_many(
+        &self,
+        all: Vec<BlobDigest>,
+        store: &ObjectStore,
+    ) -> Result<(Moved, Vec<BlobDigest>), RemoteError> {
         let (remote, local, jobs) = (self.store(), store.clone(), self.jobs);
-        let results: Vec<Result<Option<u64>, (BlobDigest, UploadError)>> = self.block(async move {
+        let results: Vec<Uploaded> = self.block(async move {
             futures_util::stream::iter(all)
                 .map(|d| {
                     let (remote, local) = (Arc::clone(&remote), local.clone());
-                    async move { upload_one(remote, local, d).await.map_err(|e| (d, e)) }
+                    async move {
+                        upload_one(remote, local, d)
+                            .await
+                            .map(|n| (d, n))
+                            .map_err(|e| (d, e))
+                    }
                 })
                 .buffer_unordered(jobs)
                 .collect()
                 .await
         });
-        let mut moved = Moved::default();
+        let (mut moved, mut skipped) = (Moved::default(), Vec::new());
         for r in results {
             match r {
-                Ok(Some(bytes)) => {
+                Ok((_, Some(bytes))) => {
                     moved.objects += 1;
                     moved.bytes += bytes;
                 }
-                Ok(None) => moved.present += 1,
+                Ok((d, None)) => {
+                    moved.present += 1;
+                    skipped.push(d);
+                }
                 Err((d, UploadError::Store(e))) => {
                     return Err(self.err("write", &object_path(&d))(e))
                 }
                 Err((_, UploadError::Local(e))) => return Err(e.into()),
             }
         }
-        if !matches!(self.result(key), Ok(Some(_))) {
-            let path = result_path(key);
-            let bytes = Bytes::from(serde_json::to_vec(manifest).expect("manifests serialize"));
-            let (store, p) = (self.store(), path.clone());
-            self.block(async move { store.put(&p, PutPayload::from(bytes)).await })
-                .map_err(self.err("write", &path))?;
+        Ok((moved, skipped))
+    }
+
+    /// Whether the remote already has a manifest under `key` to keep: the
+    /// same one, or another (a stage that is not deterministic, pushed
+    /// from elsewhere first) whose outputs are the same names and kinds
+    /// and whose objects are all there. One that is unreadable, names
+    /// other outputs or lacks an object is replaced.
+    fn keeps_remote_manifest(
+        &self,
+        key: &StageDigest,
+        ours: &Manifest,
+    ) -> Result<bool, RemoteError> {
+        let theirs = match self.result(key) {
+            Ok(Some(m)) => m,
+            Ok(None) | Err(RemoteError::BadManifest { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let shape = |m: &Manifest| -> Vec<(String, OutputKind)> {
+            m.outputs.iter().map(|o| (o.name.clone(), o.kind)).collect()
+        };
+        if theirs.outputs == ours.outputs {
+            return Ok(true);
         }
-        Ok(moved)
+        Ok(shape(&theirs) == shape(ours)
+            && theirs
+                .outputs
+                .iter()
+                .all(|o| self.exists(&object_path(&o.digest))))
+    }
+
+    fn exists(&self, path: &StorePath) -> bool {
+        let (store, p) = (self.store(), path.clone());
+        self.block(async move { store.head(&p).await }).is_ok()
     }
 }
 
@@ -268,6 +355,9 @@ async fn download_one(
     incoming.finish().map_err(DownloadError::Local)?;
     Ok(n)
 }
+
+/// One upload: the object and its bytes (`None`: the remote had it).
+type Uploaded = Result<(BlobDigest, Option<u64>), (BlobDigest, UploadError)>;
 
 enum UploadError {
     Store(object_store::Error),
@@ -341,44 +431,15 @@ impl Remote {
         let store = self.store();
         let listed = self.block(async move { store.list(None).try_collect::<Vec<_>>().await });
         let all = listed.map_err(self.err("list", &StorePath::from("")))?;
-        let mut live = std::collections::HashSet::new();
-        for meta in all
-            .iter()
-            .filter(|m| m.location.as_ref().starts_with("results/"))
-        {
-            let hex = meta
-                .location
-                .filename()
-                .unwrap_or("")
-                .trim_end_matches(".json");
-            let Some(key) = StageDigest::from_hex(hex) else {
-                continue;
-            };
-            let Some(m) = self.result(&key)? else {
-                continue;
-            };
-            for e in &m.outputs {
-                live.insert(e.digest);
-                if e.kind == OutputKind::Tree {
-                    let bytes = self.read_object(&e.digest)?;
-                    let tree = Tree::decode(&bytes).ok_or_else(|| RemoteError::BadManifest {
-                        remote: self.shown.clone(),
-                        path: object_path(&e.digest).to_string(),
-                        detail: "not a folder tree".into(),
-                    })?;
-                    live.extend(tree.entries.iter().map(|t| t.digest));
-                }
-            }
-        }
+        let live = self.referenced(&all)?;
         let cutoff = chrono::Utc::now() - grace;
         let mut gc = RemoteGc::default();
-        for meta in all
-            .iter()
-            .filter(|m| m.location.as_ref().starts_with("objects/"))
-        {
-            let hex = meta.location.filename().unwrap_or("");
-            let named = BlobDigest::from_hex(hex).is_some_and(|d| live.contains(&d));
-            if named || meta.last_modified > cutoff {
+        for meta in &all {
+            // Only `objects/<hex>`: anything else there is not ours to judge.
+            let Some(Entry::Object(d)) = classify(&meta.location) else {
+                continue;
+            };
+            if live.contains(&d) || meta.last_modified > cutoff {
                 gc.kept += 1;
                 continue;
             }
@@ -389,6 +450,47 @@ impl Remote {
             gc.freed_bytes += meta.size;
         }
         Ok(gc)
+    }
+
+    /// Every object the remote's results name (a folder's files too). A
+    /// result that cannot be read, or whose tree is missing or damaged,
+    /// names nothing (it is of no use as it is) and is reported.
+    fn referenced(
+        &self,
+        all: &[object_store::ObjectMeta],
+    ) -> Result<std::collections::HashSet<BlobDigest>, RemoteError> {
+        let mut live = std::collections::HashSet::new();
+        for meta in all {
+            let Some(Entry::Result(key)) = classify(&meta.location) else {
+                continue;
+            };
+            let m = match self.result(&key) {
+                Ok(Some(m)) => m,
+                Ok(None) => continue,
+                Err(e) if !e.is_unreachable() => {
+                    tracing::warn!(target: "tuneflow::remote", "{e}; its objects are not kept for it");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let mut named = vec![];
+            for e in &m.outputs {
+                named.push(e.digest);
+                if e.kind != OutputKind::Tree {
+                    continue;
+                }
+                match self.read_object(&e.digest).map(|b| Tree::decode(&b)) {
+                    Ok(Some(tree)) => named.extend(tree.entries.iter().map(|t| t.digest)),
+                    Ok(None) => tracing::warn!(target: "tuneflow::remote",
+                        "result {}: `{}` is not a folder tree", key.short(), e.name),
+                    Err(err) if !err.is_unreachable() => tracing::warn!(
+                        target: "tuneflow::remote", "result {}: {err}", key.short()),
+                    Err(err) => return Err(err),
+                }
+            }
+            live.extend(named);
+        }
+        Ok(live)
     }
 
     /// One object's bytes, verified.
@@ -408,5 +510,36 @@ impl Remote {
             });
         }
         Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_objects_and_results_named_by_digest_are_the_remotes() {
+        let hex = "ab".repeat(32);
+        assert!(matches!(
+            classify(&StorePath::from(format!("objects/{hex}"))),
+            Some(Entry::Object(_))
+        ));
+        assert!(matches!(
+            classify(&StorePath::from(format!("results/{hex}.json"))),
+            Some(Entry::Result(_))
+        ));
+        for other in [
+            format!("objects/ab/{}", &hex[2..]),
+            format!("objects/{hex}/x"),
+            "objects/tmp".to_owned(),
+            format!("results/{hex}"),
+            format!("stats/{hex}"),
+            hex.clone(),
+        ] {
+            assert!(
+                classify(&StorePath::from(other.as_str())).is_none(),
+                "{other}"
+            );
+        }
     }
 }

@@ -104,6 +104,8 @@ pub struct EngineOptions {
     pub source: Option<Arc<dyn ResultSource>>,
     /// Offer each computed result to `source` (write-through).
     pub push: bool,
+    /// The sweep this run is a variant of, for its record.
+    pub sweep: Option<tuneflow_cache::SweepTag>,
 }
 
 /// Shared state of one run.
@@ -189,6 +191,11 @@ impl Engine {
     /// The open cache.
     pub fn cache(&self) -> &Cache {
         &self.cache
+    }
+
+    /// The options the run was started with.
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
     }
 
     /// A copy of every outcome so far.

@@ -218,6 +218,19 @@ impl<'a> Lookup<'a> {
             return Ok(Decision::Miss { record, reason });
         };
         let ps = &self.plan.stages[i];
+        // A result must hold every output the stage declares (one from a
+        // remote, or hand-edited, might not): else the stage runs.
+        if let Some(absent) = ps
+            .outs
+            .iter()
+            .chain(&ps.outputs)
+            .find(|n| manifest.output(n).is_none())
+        {
+            return Ok(Decision::Miss {
+                record,
+                reason: format!("the cached result has no output `{absent}`"),
+            });
+        }
         let mut restore = Vec::new();
         for entry in &manifest.outputs {
             let in_workspace = ps.outs.contains(&entry.name);

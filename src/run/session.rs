@@ -230,6 +230,7 @@ fn record(
         pipeline_digest: plan.source_digest.clone(),
         git,
         stages: history::stage_runs(plan, outcomes),
+        sweep: engine.options().sweep.clone(),
     };
     if let Err(e) = engine.cache().index.put_run(id, &record) {
         tracing::warn!("failed to record the run: {e}");

@@ -118,6 +118,30 @@ fn transfer_beats_scratch_on_the_held_out_speakers() {
     ] {
         assert!(m.stdout.contains(needle), "{needle}: {}", m.stdout);
     }
+    sweep_of_the_fine_tune(&f);
+}
+
+/// A sweep of three fine-tuning learning rates runs fine-tune three times
+/// and pretrain never again; a fourth value runs one more fine-tune.
+fn sweep_of_the_fine_tune(f: &Fixture) {
+    let count = |r: &crate::harness::Run, event: &str, stage: &str| {
+        r.stages(event).iter().filter(|s| *s == stage).count()
+    };
+    let lrs = "finetune.optimizer.lr=0.003,0.02,0.03";
+    let r = f.run_ok("demo.toml", &["--set", lrs]);
+    assert_eq!(count(&r, "stage-finished", "finetune"), 3, "{}", r.stdout);
+    assert_eq!(count(&r, "stage-cached", "pretrain"), 3);
+    assert_eq!(count(&r, "stage-finished", "pretrain"), 0);
+    let r = f.run_ok("demo.toml", &["--set", &format!("{lrs},0.005")]);
+    assert_eq!(count(&r, "stage-finished", "finetune"), 1, "{}", r.stdout);
+    assert_eq!(count(&r, "stage-cached", "finetune"), 3);
+    let t = f.tuneflow(&["runs", "demo.toml", "--sweep"]);
+    assert_eq!(t.code, 0, "{}", t.stderr);
+    assert!(
+        t.stdout.contains("4 variants") && t.stdout.contains('*'),
+        "{}",
+        t.stdout
+    );
 }
 
 /// `--format npy` and `--format safetensors` hold exactly the stored

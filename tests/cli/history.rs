@@ -180,3 +180,83 @@ fn a_run_in_a_git_repository_records_the_commit_and_dirty_flag() {
         all[1]["record"]["pipeline_digest"]
     );
 }
+
+/// `prep` does not read the swept value; `train` and `score` do.
+const SWEPT: &str = r#"
+[params]
+lr = 0.3
+
+[stage.prep]
+kind = "command"
+cmd = "mkdir -p out && echo data > out/data.txt"
+outs = ["out/data.txt"]
+
+[stage.train]
+kind = "command"
+cmd = "cat out/data.txt > /dev/null && echo ${params.lr} > out/model.txt"
+deps = ["out/data.txt"]
+outs = ["out/model.txt"]
+
+[stage.score]
+kind = "command"
+cmd = '''printf '{"acc": %s, "loss": 2}' "$(cat out/model.txt)" > out/m.json'''
+deps = ["out/model.txt"]
+outs = { m = { path = "out/m.json", type = "metrics" } }
+"#;
+
+fn count(r: &crate::harness::Run, event: &str, stage: &str) -> usize {
+    r.stages(event).iter().filter(|s| *s == stage).count()
+}
+
+#[test]
+fn a_sweep_runs_each_variant_shares_its_prefix_and_adds_only_new_values() {
+    let f = Fixture::new();
+    f.write("p.toml", SWEPT);
+    let r = f.run_ok("p.toml", &["--set", "params.lr=0.1,0.3,1.0"]);
+    assert_eq!(count(&r, "stage-finished", "prep"), 1, "{}", r.stdout);
+    assert_eq!(count(&r, "stage-cached", "prep"), 2);
+    assert_eq!(count(&r, "stage-finished", "train"), 3);
+    assert_eq!(count(&r, "stage-finished", "score"), 3);
+    let variants: Vec<_> = r
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "sweep-variant")
+        .collect();
+    assert_eq!(variants.len(), 3);
+    assert_eq!(variants[2]["set"], serde_json::json!(["params.lr=1.0"]));
+
+    // A fourth value later: only its variant runs.
+    let r = f.run_ok("p.toml", &["--set", "params.lr=0.1,0.3,1.0,3.0"]);
+    assert_eq!(count(&r, "stage-finished", "train"), 1, "{}", r.stdout);
+    assert_eq!(count(&r, "stage-cached", "train"), 3);
+
+    let rows = runs(&f, &["--sweep"]);
+    assert_eq!(rows.len(), 4);
+    let values: Vec<&str> = rows
+        .iter()
+        .map(|r| r["values"]["params.lr"].as_str().unwrap())
+        .collect();
+    assert_eq!(values, ["0.1", "0.3", "1.0", "3.0"]);
+    // Higher accuracy is better, lower loss is: the best is marked.
+    assert_eq!(
+        rows[3]["best"],
+        serde_json::json!(["score.m:value.acc", "score.m:value.loss"])
+    );
+    assert_eq!(rows[0]["best"], serde_json::json!(["score.m:value.loss"]));
+    let table = f.tuneflow(&["runs", "p.toml", "--sweep"]);
+    assert_eq!(table.code, 0, "{}", table.stderr);
+    assert!(table.stdout.contains("3.0000*"), "{}", table.stdout);
+    assert!(table.stdout.contains("4 variants"), "{}", table.stdout);
+}
+
+#[test]
+fn a_sweep_with_an_empty_value_is_a_clear_error() {
+    let f = Fixture::new();
+    f.write("p.toml", SWEPT);
+    let r = f.tuneflow(&["run", "p.toml", "--set", "params.lr=0.1,,0.3"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("none empty"), "{}", r.stderr);
+    let r = f.tuneflow(&["runs", "p.toml", "--sweep"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("no recorded sweep"), "{}", r.stderr);
+}

@@ -481,3 +481,116 @@ fn remote_misconfiguration_is_a_clear_error() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("remote"), "{}", r.stderr);
 }
+
+#[test]
+fn a_folder_remote_overlapping_the_local_cache_is_refused() {
+    let f = seven();
+    f.run_ok("pipeline.toml", &["--no-remote"]);
+    for url in [".tuneflow", ".tuneflow/remote", "."] {
+        let full = f.path(url).display().to_string();
+        let r = tf(&f, &["run", "pipeline.toml", "--remote", &full], &[]);
+        assert_eq!(r.code, 2, "{url}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("overlaps the local cache"),
+            "{}",
+            r.stderr
+        );
+        let r = tf(
+            &f,
+            &[
+                "cache",
+                "gc",
+                "pipeline.toml",
+                "--remote",
+                &full,
+                "--grace",
+                "0",
+            ],
+            &[],
+        );
+        assert_eq!(r.code, 2, "{url}: {}", r.stderr);
+    }
+    ok(tf(&f, &["cache", "verify", "pipeline.toml"], &[]));
+    let r = f.run_ok("pipeline.toml", &["--no-remote"]);
+    assert_eq!(r.stages("stage-cached").len(), 7);
+}
+
+#[test]
+fn a_remote_result_without_a_declared_output_is_a_miss_and_a_push_repairs_it() {
+    let a = seven();
+    let remote = tempfile::tempdir().unwrap();
+    let env = [("TUNEFLOW_REMOTE", remote.path().display().to_string())];
+    a.run_ok("pipeline.toml", &["--no-remote"]);
+    ok(tf(&a, &["cache", "push", "pipeline.toml"], &env));
+    // Strip `out/metrics.txt` from evaluate's remote manifest.
+    let results = remote.path().join("results");
+    let mut stripped = 0;
+    for e in std::fs::read_dir(&results).unwrap() {
+        let p = e.unwrap().path();
+        let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        if m["stage"] == "evaluate" {
+            m["outputs"] = serde_json::json!([]);
+            std::fs::write(&p, serde_json::to_vec(&m).unwrap()).unwrap();
+            stripped += 1;
+        }
+    }
+    assert_eq!(stripped, 1);
+    let b = clone_of(&a);
+    b.write("out/metrics.txt", "stale\n");
+    let r = ok(tf(&b, &["run", "--json", "pipeline.toml"], &env));
+    assert_eq!(r.stages("stage-finished"), ["evaluate"], "{}", r.stdout);
+    assert_eq!(bytes(&a, "out/metrics.txt"), bytes(&b, "out/metrics.txt"));
+    // The next push replaces the remote's broken manifest.
+    ok(tf(&a, &["cache", "push", "pipeline.toml"], &env));
+    let c = clone_of(&a);
+    let r = ok(tf(&c, &["run", "--json", "pipeline.toml"], &env));
+    assert_eq!(r.stages("stage-cached").len(), 7, "{}", r.stdout);
+}
+
+#[test]
+fn credentials_in_a_remote_url_never_reach_the_output() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let f = seven();
+    let url = format!("https://user:sekrit-77@127.0.0.1:{port}/x?token=tok-88");
+    let env = [("TUNEFLOW_REMOTE_TIMEOUT", "inf".to_owned())];
+    let r = ok(tf(
+        &f,
+        &["run", "pipeline.toml", "--remote", &url, "--push"],
+        &env,
+    ));
+    let push = tf(
+        &f,
+        &["cache", "push", "pipeline.toml", "--remote", &url],
+        &env,
+    );
+    assert_eq!(push.code, 3, "{}", push.stderr);
+    for out in [&r.stdout, &r.stderr, &push.stdout, &push.stderr] {
+        assert!(
+            !out.contains("sekrit-77") && !out.contains("tok-88"),
+            "{out}"
+        );
+    }
+    assert!(r.stderr.contains("WARN"), "{}", r.stderr);
+}
+
+#[test]
+fn a_folder_remote_that_cannot_be_created_does_not_fail_a_run() {
+    let f = seven();
+    f.write("plain.txt", "a file\n");
+    let url = f.path("plain.txt/remote").display().to_string();
+    let r = ok(tf(
+        &f,
+        &["run", "--json", "pipeline.toml", "--remote", &url],
+        &[],
+    ));
+    assert_eq!(r.stages("stage-finished").len(), 7);
+    assert!(
+        r.stderr.contains("goes on without the remote"),
+        "{}",
+        r.stderr
+    );
+}
