@@ -67,7 +67,9 @@ pub struct RunArgs {
     /// Overrides a value: `STAGE.KEY=VALUE`, `params.KEY=VALUE` or
     /// `pipeline.KEY=VALUE`. `KEY=A,B,C` is a sweep: one run per value
     /// (two lists: their grid), shared stages once; quote a value that
-    /// holds a comma. `tuneflow runs PIPELINE --sweep` compares them.
+    /// holds a comma. A `[sweep]` table in the file declares the same
+    /// (`"stage.key" = [a, b]`); a `--set` of the same key replaces it.
+    /// `tuneflow runs PIPELINE --sweep` compares them.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
     /// Runs STAGE even if it is cached (repeatable).

@@ -25,12 +25,13 @@ use tuneflow_cache::SweepTag;
 /// with the sweep; shared stages run once (the second variant finds them
 /// cached).
 pub fn run(args: &RunArgs, cache_flag: Option<&Path>) -> Result<i32, RunError> {
-    let variants = pipeline::sweep::variants(&args.set)?;
+    let mut sets = pipeline::sweep::from_file(&args.pipeline, &args.set)?;
+    sets.extend(args.set.iter().cloned());
+    let variants = pipeline::sweep::variants(&sets)?;
     if variants.len() == 1 {
-        return run_variant(args, cache_flag, &args.set, None);
+        return run_variant(args, cache_flag, &variants[0], None);
     }
-    let keys: Vec<String> = args
-        .set
+    let keys: Vec<String> = sets
         .iter()
         .filter(|s| s.split_once('=').is_some_and(|(_, v)| v.contains(',')))
         .filter_map(|s| s.split_once('=').map(|(k, _)| k.to_owned()))

@@ -197,6 +197,9 @@ pub fn plan(spec: &PipelineSpec) -> Result<Plan, PipelineError> {
     let params = top.table("params").unwrap_or(&empty);
     let stages = top.table("stage").unwrap_or(&empty);
     let executor_table = top.table("executor").unwrap_or(&empty);
+    // `[sweep]` is read by `run` (pipeline::sweep::from_file); a plan is
+    // one variant.
+    let _ = top.table("sweep");
     let remote = read_cache_table(top.table("cache").unwrap_or(&empty), &mut diags);
     diags.extend(top.finish());
     let spec_dir = std::path::absolute(&spec.path)

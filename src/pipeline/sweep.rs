@@ -35,6 +35,51 @@ pub fn variants(sets: &[String]) -> Result<Vec<Vec<String>>, PipelineError> {
     Ok(out)
 }
 
+/// The sweeps a pipeline file declares in its `[sweep]` table, as `--set`
+/// lists (`"finetune.optimizer.lr" = [0.003, 0.01]` ->
+/// `finetune.optimizer.lr=0.003,0.01`), leaving out the keys `cli` sets:
+/// the command line wins.
+pub fn from_file(path: &std::path::Path, cli: &[String]) -> Result<Vec<String>, PipelineError> {
+    let text = std::fs::read_to_string(path).map_err(|e| PipelineError::Unreadable {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    // Only a file that mentions a sweep is parsed a second time.
+    if !text.contains("sweep") {
+        return Ok(Vec::new());
+    }
+    let bad = |m: String| PipelineError::Usage(format!("{}: {m}", path.display()));
+    let doc: toml::Table = match text.parse() {
+        Ok(d) => d,
+        // The planner reports a malformed file with its place.
+        Err(_) => return Ok(Vec::new()),
+    };
+    let Some(table) = doc.get("sweep") else {
+        return Ok(Vec::new());
+    };
+    let table = table
+        .as_table()
+        .ok_or_else(|| bad("`sweep` must be a table of KEY = [values]".into()))?;
+    let set_by_cli = |k: &str| {
+        cli.iter()
+            .any(|s| s.split_once('=').is_some_and(|(c, _)| c.trim() == k))
+    };
+    let mut out = Vec::new();
+    for (key, values) in table {
+        let list = values.as_array().filter(|a| !a.is_empty()).ok_or_else(|| {
+            bad(format!(
+                "`sweep.\"{key}\"` must be a non-empty list of values, like [0.1, 0.3]"
+            ))
+        })?;
+        if set_by_cli(key) {
+            continue;
+        }
+        let texts: Vec<String> = list.iter().map(toml::Value::to_string).collect();
+        out.push(format!("{key}={}", texts.join(",")));
+    }
+    Ok(out)
+}
+
 /// `a,b,[c,d],"e,f"` -> `a`, `b`, `[c,d]`, `"e,f"`.
 fn split_top_level(value: &str) -> Vec<&str> {
     let (mut parts, mut depth, mut quote, mut start) = (Vec::new(), 0i32, None, 0);

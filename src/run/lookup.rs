@@ -116,6 +116,9 @@ pub struct Lookup<'a> {
     result_stats: Option<HashMap<StageDigest, Option<ObjectStat>>>,
     /// Asked on a miss.
     source: Option<&'a dyn ResultSource>,
+    /// The workspace outputs' `lstat`, taken on the prefetch thread
+    /// (read-only lookups only).
+    workspace: Option<HashMap<std::path::PathBuf, Option<std::fs::Metadata>>>,
 }
 
 /// Each stage's last key record and result, by stage name.
@@ -146,6 +149,7 @@ impl<'a> Lookup<'a> {
             records: std::sync::OnceLock::new(),
             result_stats: None,
             source: None,
+            workspace: None,
         }
     }
 
@@ -170,6 +174,7 @@ impl<'a> Lookup<'a> {
         let mut lookup = Self::with_stats(plan, index, store, Stats::Own(p.stats))
             .with_records(Arc::new(p.records));
         lookup.result_stats = p.result_stats;
+        lookup.workspace = p.workspace;
         lookup
     }
 
@@ -304,7 +309,11 @@ impl<'a> Lookup<'a> {
     /// bytes (through the stat cache). A symlink never matches.
     pub fn workspace_matches(&self, entry: &OutputEntry) -> Result<bool, CacheError> {
         let dest = self.plan.dir.join(&entry.name);
-        let Ok(meta) = std::fs::symlink_metadata(&dest) else {
+        let meta = match self.workspace.as_ref().and_then(|w| w.get(&dest)) {
+            Some(taken) => taken.clone(),
+            None => std::fs::symlink_metadata(&dest).ok(),
+        };
+        let Some(meta) = meta else {
             return Ok(false);
         };
         // Not a symlink, so `meta` is also what `metadata` would return.

@@ -2,7 +2,8 @@
 //! first decision, read on a second thread while the pipeline file is
 //! parsed and planned (on a 10,000-stage pipeline the two take about as
 //! long): the pipeline's stage records, its stat cache and, for the
-//! read-only commands, the stat of every remembered result's file.
+//! read-only commands, the stat of every remembered result's file and of
+//! its outputs in the workspace.
 //!
 //! The thread guesses the cache folder before the plan says where it is
 //! (`--cache-dir`, else beside the pipeline file); when the plan names
@@ -41,6 +42,9 @@ pub struct Prefetched {
     /// The stat of each remembered result's file (`None`: gone), when
     /// asked for.
     pub result_stats: Option<HashMap<StageDigest, Option<ObjectStat>>>,
+    /// With those: the `lstat` of each remembered result's outputs in the
+    /// pipeline's folder (`None`: not there).
+    pub workspace: Option<HashMap<PathBuf, Option<std::fs::Metadata>>>,
 }
 
 /// Whether to stat the remembered results too.
@@ -104,9 +108,23 @@ fn read(root: &Path, bucket: &str, results: ResultStats) -> Prefetched {
             .map(|s| (s.record.key, index.result_stat(&s.record.key)))
             .collect()
     });
+    let dir = Path::new(bucket).parent().unwrap_or(Path::new("/"));
+    let workspace = (results == ResultStats::Read).then(|| {
+        records
+            .values()
+            .filter_map(|s| s.result.as_ref())
+            .flat_map(|r| &r.manifest.outputs)
+            .map(|o| {
+                let path = dir.join(&o.name);
+                let meta = std::fs::symlink_metadata(&path).ok();
+                (path, meta)
+            })
+            .collect()
+    });
     Prefetched {
         records,
         stats,
         result_stats,
+        workspace,
     }
 }

@@ -260,3 +260,37 @@ fn a_sweep_with_an_empty_value_is_a_clear_error() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("no recorded sweep"), "{}", r.stderr);
 }
+
+#[test]
+fn a_sweep_table_in_the_file_runs_its_variants_and_the_command_line_wins() {
+    let f = Fixture::new();
+    f.write(
+        "p.toml",
+        &format!("{SWEPT}\n[sweep]\n\"params.lr\" = [0.1, 0.2]\n"),
+    );
+    let r = f.run_ok("p.toml", &[]);
+    assert_eq!(count(&r, "stage-finished", "train"), 2, "{}", r.stdout);
+    assert_eq!(
+        r.events()
+            .iter()
+            .filter(|e| e["event"] == "sweep-variant")
+            .count(),
+        2
+    );
+    // `status` shows the file's own values (one variant).
+    let s = f.tuneflow(&["status", "p.toml"]);
+    assert_eq!(s.code, 0, "{}", s.stderr);
+    // A `--set` of the same key replaces the file's list.
+    let r = f.run_ok("p.toml", &["--set", "params.lr=0.5"]);
+    assert_eq!(count(&r, "stage-finished", "train"), 1, "{}", r.stdout);
+    assert!(r.events().iter().all(|e| e["event"] != "sweep-variant"));
+    assert!(f.read("out/model.txt").contains("0.5"));
+    f.write("p.toml", &format!("{SWEPT}\n[sweep]\n\"params.lr\" = 3\n"));
+    let r = f.tuneflow(&["run", "p.toml"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("p.toml") && r.stderr.contains("non-empty list"),
+        "{}",
+        r.stderr
+    );
+}
