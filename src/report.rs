@@ -55,14 +55,20 @@ fn render_json(rx: mpsc::Receiver<RunEvent>) {
     use std::io::Write;
     let mut out = std::io::BufWriter::new(std::io::stdout());
     for event in rx {
-        let _ = match &event {
+        // Each line starts with the time it was written (RFC 3339, UTC).
+        let time = crate::run::history::utc_stamp(std::time::SystemTime::now());
+        let _ = write!(out, "{{\"time\":\"{time}\",");
+        let body = match &event {
             RunEvent::Stage { stage, event } => {
                 let mut line = serde_json::to_value(event).expect("events serialize");
                 line["stage"] = stage.clone().into();
-                serde_json::to_writer(&mut out, &line)
+                serde_json::to_vec(&line)
             }
-            other => serde_json::to_writer(&mut out, other),
-        };
+            other => serde_json::to_vec(other),
+        }
+        .expect("events serialize");
+        // `body` is an object: its opening brace is already written.
+        let _ = out.write_all(&body[1..]);
         let _ = out.write_all(b"\n");
         // Flush per stage event so a consumer sees progress as it happens,
         // but not per cached stage of a 10,000-stage no-op run.

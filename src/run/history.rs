@@ -34,6 +34,24 @@ pub fn run_id() -> String {
     )
 }
 
+/// `now` as RFC 3339 UTC to the millisecond (`2026-11-29T07:40:01.123Z`),
+/// the `time` of each `--json` event.
+pub fn utc_stamp(now: std::time::SystemTime) -> String {
+    let d = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, day) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
 /// The proleptic Gregorian date of a day count since 1970-01-01 (Howard
 /// Hinnant's `civil_from_days`).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -143,6 +161,12 @@ pub fn run_metrics(plan: &Plan, outcomes: &[Outcome]) -> BTreeMap<String, serde_
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stamps_are_rfc3339_utc() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_795_938_001_123);
+        assert_eq!(utc_stamp(t), "2026-11-29T07:40:01.123Z");
+    }
 
     #[test]
     fn days_become_dates() {

@@ -294,3 +294,28 @@ fn a_sweep_table_in_the_file_runs_its_variants_and_the_command_line_wins() {
         r.stderr
     );
 }
+
+#[test]
+fn json_events_carry_their_time() {
+    let f = scored();
+    let r = f.run_ok("p.toml", &[]);
+    let times: Vec<String> = r
+        .events()
+        .iter()
+        .map(|e| {
+            e["time"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no time: {e}"))
+                .to_owned()
+        })
+        .collect();
+    assert!(times.len() >= 4);
+    for t in &times {
+        // 2026-11-29T07:40:01.123Z
+        assert_eq!(t.len(), 24, "{t}");
+        assert!(t.ends_with('Z') && t.as_bytes()[10] == b'T', "{t}");
+    }
+    let mut sorted = times.clone();
+    sorted.sort();
+    assert_eq!(times, sorted);
+}
