@@ -10,6 +10,7 @@ use tuneflow_cache::{Manifest, StageDigest};
 use crate::cli::SyncArgs;
 use crate::error::{exit, RunError};
 use crate::pipeline::{self, Plan};
+use crate::remote::source::Transfer;
 use crate::remote::transfer::Moved;
 use crate::remote::{Remote, RemoteError};
 use crate::run::cache::{layout_for, Cache};
@@ -191,10 +192,15 @@ pub fn pull(args: &SyncArgs, flag: Option<&Path>) -> Result<i32, RunError> {
     let started = Instant::now();
     let lookup = Lookup::new(&plan, &cache.index, &cache.store).with_source(Some(&remote));
     let resolved = resolve(&lookup)?;
-    let transfers = remote.transfers();
+    // Each stage's last transfer (a later one replaces an earlier).
+    let transfers: std::collections::HashMap<String, Transfer> = remote
+        .transfers()
+        .into_iter()
+        .map(|t| (t.stage.clone(), t))
+        .collect();
     let (mut total, mut pulled, mut failed) = (Moved::default(), 0, 0);
     for (ps, r) in plan.stages.iter().zip(&resolved) {
-        let t = transfers.iter().rev().find(|t| t.stage == ps.name);
+        let t = transfers.get(&ps.name);
         let key = match r {
             Resolved::Decided(d) => Some(d.record().key),
             _ => None,

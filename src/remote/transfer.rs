@@ -158,23 +158,7 @@ impl Remote {
                 _ => missing.push(*d),
             }
         }
-        let (remote, local, jobs) = (self.store(), store.clone(), self.jobs);
-        let results: Vec<Result<(BlobDigest, u64), (BlobDigest, DownloadError)>> =
-            self.block(async move {
-                futures_util::stream::iter(missing)
-                    .map(|d| {
-                        let (remote, local) = (Arc::clone(&remote), local.clone());
-                        async move {
-                            download_one(remote, local, d)
-                                .await
-                                .map(|n| (d, n))
-                                .map_err(|e| (d, e))
-                        }
-                    })
-                    .buffer_unordered(jobs)
-                    .collect()
-                    .await
-            });
+        let results = self.each_object(missing, store, download_one);
         for r in results {
             match r {
                 Ok((d, bytes)) => {
@@ -253,6 +237,32 @@ impl Remote {
         Ok(moved)
     }
 
+    /// Runs `f` on every object of `digests`, `self.jobs` at once, on the
+    /// remote's runtime; each answer comes with its object.
+    fn each_object<T, E, Fut>(
+        &self,
+        digests: Vec<BlobDigest>,
+        store: &ObjectStore,
+        f: fn(Arc<dyn object_store::ObjectStore>, ObjectStore, BlobDigest) -> Fut,
+    ) -> Vec<Result<(BlobDigest, T), (BlobDigest, E)>>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        Fut: std::future::Future<Output = Result<T, E>> + Send + 'static,
+    {
+        let (remote, local, jobs) = (self.store(), store.clone(), self.jobs);
+        self.block(async move {
+            futures_util::stream::iter(digests)
+                .map(|d| {
+                    let done = f(Arc::clone(&remote), local.clone(), d);
+                    async move { done.await.map(|n| (d, n)).map_err(|e| (d, e)) }
+                })
+                .buffer_unordered(jobs)
+                .collect()
+                .await
+        })
+    }
+
     /// Uploads the objects of `all` the remote lacks, several at once;
     /// returns what moved and the objects the remote already had.
     fn upload_many(
@@ -260,22 +270,7 @@ impl Remote {
         all: Vec<BlobDigest>,
         store: &ObjectStore,
     ) -> Result<(Moved, Vec<BlobDigest>), RemoteError> {
-        let (remote, local, jobs) = (self.store(), store.clone(), self.jobs);
-        let results: Vec<Uploaded> = self.block(async move {
-            futures_util::stream::iter(all)
-                .map(|d| {
-                    let (remote, local) = (Arc::clone(&remote), local.clone());
-                    async move {
-                        upload_one(remote, local, d)
-                            .await
-                            .map(|n| (d, n))
-                            .map_err(|e| (d, e))
-                    }
-                })
-                .buffer_unordered(jobs)
-                .collect()
-                .await
-        });
+        let results = self.each_object(all, store, upload_one);
         let (mut moved, mut skipped) = (Moved::default(), Vec::new());
         for r in results {
             match r {
@@ -355,9 +350,6 @@ async fn download_one(
     incoming.finish().map_err(DownloadError::Local)?;
     Ok(n)
 }
-
-/// One upload: the object and its bytes (`None`: the remote had it).
-type Uploaded = Result<(BlobDigest, Option<u64>), (BlobDigest, UploadError)>;
 
 enum UploadError {
     Store(object_store::Error),

@@ -42,6 +42,13 @@ fn clone_of(f: &Fixture) -> Fixture {
     g
 }
 
+/// A folder remote and the environment that selects it.
+fn folder_remote() -> (tempfile::TempDir, [(&'static str, String); 1]) {
+    let remote = tempfile::tempdir().unwrap();
+    let env = [("TUNEFLOW_REMOTE", remote.path().display().to_string())];
+    (remote, env)
+}
+
 fn tf(f: &Fixture, args: &[&str], env: &[(&str, String)]) -> Run {
     let mut c = f.command(args);
     for (k, v) in env {
@@ -156,8 +163,7 @@ impl Drop for S3 {
 #[test]
 fn push_then_pull_into_an_empty_cache_gives_byte_identical_outputs() {
     let a = seven();
-    let remote = tempfile::tempdir().unwrap();
-    let env = [("TUNEFLOW_REMOTE", remote.path().display().to_string())];
+    let (_remote, env) = folder_remote();
     a.run_ok("pipeline.toml", &["--no-remote"]);
     let push = ok(tf(&a, &["cache", "push", "pipeline.toml"], &env));
     assert!(push.stdout.contains("push: 7 results"), "{}", push.stdout);
@@ -217,8 +223,7 @@ fn a_fresh_clone_reads_every_stage_through_an_s3_remote() {
 #[test]
 fn a_damaged_object_on_the_remote_is_refused_and_the_stage_runs() {
     let a = big();
-    let remote = tempfile::tempdir().unwrap();
-    let env = [("TUNEFLOW_REMOTE", remote.path().display().to_string())];
+    let (remote, env) = folder_remote();
     a.run_ok("pipeline.toml", &["--no-remote"]);
     ok(tf(&a, &["cache", "push", "pipeline.toml"], &env));
     // Flip one byte of the largest object (big.bin), keeping its size.
@@ -293,8 +298,7 @@ fn a_server_killed_mid_push_fails_the_push_and_a_second_push_completes_it() {
 #[test]
 fn an_interrupted_push_resumes_with_what_the_remote_has() {
     let a = big();
-    let remote = tempfile::tempdir().unwrap();
-    let env = [("TUNEFLOW_REMOTE", remote.path().display().to_string())];
+    let (remote, env) = folder_remote();
     a.run_ok("pipeline.toml", &["--no-remote"]);
     ok(tf(&a, &["cache", "push", "pipeline.toml"], &env));
     // What an interrupted push leaves: some objects, no manifests.
@@ -433,8 +437,7 @@ fn write_through_pushes_each_computed_result() {
 #[test]
 fn gc_on_the_remote_removes_only_unreferenced_objects() {
     let a = big();
-    let remote = tempfile::tempdir().unwrap();
-    let env = [("TUNEFLOW_REMOTE", remote.path().display().to_string())];
+    let (remote, env) = folder_remote();
     a.run_ok("pipeline.toml", &["--no-remote"]);
     ok(tf(&a, &["cache", "push", "pipeline.toml"], &env));
     let orphan = remote.path().join("objects").join("ab".repeat(32));
@@ -518,8 +521,7 @@ fn a_folder_remote_overlapping_the_local_cache_is_refused() {
 #[test]
 fn a_remote_result_without_a_declared_output_is_a_miss_and_a_push_repairs_it() {
     let a = seven();
-    let remote = tempfile::tempdir().unwrap();
-    let env = [("TUNEFLOW_REMOTE", remote.path().display().to_string())];
+    let (remote, env) = folder_remote();
     a.run_ok("pipeline.toml", &["--no-remote"]);
     ok(tf(&a, &["cache", "push", "pipeline.toml"], &env));
     // Strip `out/metrics.txt` from evaluate's remote manifest.
