@@ -52,6 +52,10 @@ pub enum Command {
     /// Lists the recorded runs of a pipeline (all-cached ones too), oldest
     /// first, with their overrides, git commit, stage counts and metrics.
     Runs(RunsArgs),
+    /// Writes a self-contained HTML report of a recorded run (the latest
+    /// by default): stage graph, stage table, params, metrics, training
+    /// curves, ROC and DET, the sweep, links to the other runs.
+    Report(ReportArgs),
     /// Builds the small real datasets the tests and the demo use.
     Fixtures(crate::fixtures::FixtureArgs),
 }
@@ -205,6 +209,21 @@ pub struct RunsArgs {
     /// One JSON object per run.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `tuneflow report`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The pipeline file (its cache folder and its runs).
+    pub pipeline: PathBuf,
+    /// A recorded run (`tuneflow runs` lists them; a unique part of an id
+    /// is enough). Default: the latest.
+    pub run: Option<String>,
+    /// Where to write the page. Default: `reports/RUN.html` in the cache
+    /// folder, with the pages of the other runs it links to beside it. An
+    /// existing file is replaced only if it is a tuneflow report.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// How a run ended.

@@ -6,8 +6,9 @@
 //!
 //! - [`commands`]: one file per subcommand; with [`report`], the only code
 //!   that prints;
-//! - [`cli`], [`report`], [`fixtures`], [`slurm`]: argument structs, event
-//!   renderers, test datasets, the Slurm backend;
+//! - [`cli`], [`report`], [`html`], [`fixtures`], [`slurm`]: argument
+//!   structs, event renderers, the HTML run report, test datasets, the
+//!   Slurm backend;
 //! - [`error`]: exit codes and the errors that stop a command;
 //! - [`remote`]: the shared cache on a remote store (S3, GCS, Azure, a
 //!   folder, HTTP): push, pull, read-through;
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod fixtures;
+pub mod html;
 pub mod pipeline;
 pub mod remote;
 pub mod report;

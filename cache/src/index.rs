@@ -59,6 +59,10 @@ pub struct Manifest {
     /// Free-form result data a stage reports (e.g. metrics, skipped files).
     #[serde(default)]
     pub summary: serde_json::Value,
+    /// Peak resident memory of the processes the stage ran (a command,
+    /// the torch worker), KiB; none for stages that run inside the runner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_kib: Option<u64>,
 }
 
 impl Manifest {
@@ -173,7 +177,8 @@ pub struct StageRun {
     /// Seconds it ran in this run (0 when cached).
     #[serde(default)]
     pub seconds: f64,
-    /// Why it failed or was skipped.
+    /// Why it ran (`never run`, `params changed: ...`), failed or was
+    /// skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// GPUs and the like it held (`resources`), when it ran.
@@ -554,6 +559,7 @@ mod tests {
             }],
             seconds: 0.5,
             summary: serde_json::Value::Null,
+            peak_rss_kib: None,
         }
     }
 

@@ -7,6 +7,8 @@ mod export;
 mod graph;
 mod metrics;
 mod remote;
+mod report;
+mod report_data;
 mod run;
 mod runs;
 mod status;
@@ -35,6 +37,7 @@ pub fn main(cli: Cli) -> i32 {
         Command::Export(a) => export::export(&a, flag),
         Command::Metrics(a) => metrics::metrics(&a, flag),
         Command::Runs(a) => runs::runs(&a, flag),
+        Command::Report(a) => report::report(&a, flag),
         Command::Fixtures(a) => crate::fixtures::fixtures(&a),
     };
     match result {

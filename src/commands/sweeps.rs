@@ -63,13 +63,41 @@ fn pick(all: &[(String, RunRecord)], wanted: &str) -> Result<String, RunError> {
 /// A variant's swept values, outcome and metrics (`label:metric`).
 type Row<'a> = (Vec<String>, &'a str, Vec<(String, f64)>);
 
-/// Prints the sweep table.
-pub fn table(
+/// A sweep's variants, in order, with their values and metrics.
+pub(super) struct Sweep<'a> {
+    /// The sweep's id.
+    pub id: String,
+    /// The swept keys.
+    pub keys: Vec<String>,
+    /// Each variant's run.
+    pub variants: Vec<&'a (String, RunRecord)>,
+    /// Each variant's row.
+    pub rows: Vec<Row<'a>>,
+    /// Every metric any variant has.
+    pub names: BTreeSet<String>,
+}
+
+impl Sweep<'_> {
+    /// The best value of metric `name` over the variants.
+    pub fn best(&self, name: &str) -> Option<f64> {
+        let vals = self
+            .rows
+            .iter()
+            .filter_map(|r| r.2.iter().find(|(k, _)| k == name).map(|(_, v)| *v));
+        if lower_is_better(name) {
+            vals.reduce(f64::min)
+        } else {
+            vals.reduce(f64::max)
+        }
+    }
+}
+
+/// The sweep `wanted` names (the latest when empty).
+pub(super) fn collect<'a>(
     index: &Index,
-    all: &[(String, RunRecord)],
+    all: &'a [(String, RunRecord)],
     wanted: &str,
-    json: bool,
-) -> Result<i32, RunError> {
+) -> Result<Sweep<'a>, RunError> {
     let id = pick(all, wanted)?;
     let mut variants: Vec<&(String, RunRecord)> = all
         .iter()
@@ -92,22 +120,37 @@ pub fn table(
             (values, r.outcome.as_str(), metrics)
         })
         .collect();
-    let names: BTreeSet<&String> = rows
+    let names = rows
         .iter()
-        .flat_map(|r| r.2.iter().map(|(k, _)| k))
+        .flat_map(|r| r.2.iter().map(|(k, _)| k.clone()))
         .collect();
-    let best = |name: &str| -> Option<f64> {
-        let vals = rows
-            .iter()
-            .filter_map(|r| r.2.iter().find(|(k, _)| k == name).map(|(_, v)| *v));
-        if lower_is_better(name) {
-            vals.reduce(f64::min)
-        } else {
-            vals.reduce(f64::max)
-        }
-    };
+    Ok(Sweep {
+        id,
+        keys,
+        variants,
+        rows,
+        names,
+    })
+}
+
+/// Prints the sweep table.
+pub fn table(
+    index: &Index,
+    all: &[(String, RunRecord)],
+    wanted: &str,
+    json: bool,
+) -> Result<i32, RunError> {
+    let sweep = collect(index, all, wanted)?;
+    let Sweep {
+        id,
+        keys,
+        variants,
+        rows,
+        names,
+    } = &sweep;
+    let best = |name: &str| sweep.best(name);
     if json {
-        for ((run_id, _), (values, outcome, metrics)) in variants.iter().zip(&rows) {
+        for ((run_id, _), (values, outcome, metrics)) in variants.iter().zip(rows) {
             let line = serde_json::json!({"event": "sweep-row", "sweep": id, "run": run_id,
                 "values": keys.iter().zip(values).collect::<std::collections::BTreeMap<_, _>>(),
                 "outcome": outcome,
@@ -131,11 +174,11 @@ pub fn table(
             .map(|h| format!("{h:>14}"))
             .collect::<String>()
     );
-    for (values, outcome, metrics) in &rows {
+    for (values, outcome, metrics) in rows {
         let mut line: String = values.iter().map(|v| format!("{v:>14}")).collect();
         line.push_str(&format!("{outcome:>14}"));
-        for n in &names {
-            let cell = metrics.iter().find(|(k, _)| k == *n).map_or_else(
+        for n in names {
+            let cell = metrics.iter().find(|(k, _)| k == n).map_or_else(
                 || "—".to_owned(),
                 |(_, v)| format!("{v:.4}{}", if best(n) == Some(*v) { "*" } else { " " }),
             );

@@ -19,6 +19,9 @@ pub struct StageResult {
     pub summary: serde_json::Value,
     /// Outputs that are inputs passed through: (output, input).
     pub reexports: Vec<(String, String)>,
+    /// The peak memory of the processes it ran (KiB), when it ran any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_kib: Option<u64>,
 }
 
 /// Why a stage did not produce a result.
@@ -129,6 +132,7 @@ pub fn run_here(
                 outputs: stored,
                 summary: outputs.summary,
                 reexports: outputs.reexports,
+                peak_rss_kib: cx.peak.get(),
             })
         });
     // Scratch outputs are in the store now (or the stage failed).

@@ -119,6 +119,8 @@ pub struct Engine {
     outcomes: Mutex<Vec<Outcome>>,
     /// Decisions made in the first pass, used when the stage runs.
     decided: Mutex<Vec<Option<Decision>>>,
+    /// Why each stage that ran had to run (`never run`, `params changed`).
+    reasons: Mutex<Vec<Option<String>>>,
     /// What went into each stage's key (saved with [`Engine::save_records`]),
     /// and whether it changed since it was read.
     records: Mutex<(std::collections::BTreeMap<String, StageState>, bool)>,
@@ -174,6 +176,7 @@ impl Engine {
             last_save: Mutex::new((Instant::now(), Duration::ZERO)),
             outcomes: Mutex::new(vec![Outcome::Pending; n]),
             decided: Mutex::new(vec![None; n]),
+            reasons: Mutex::new(vec![None; n]),
             jobs: tokio::sync::Semaphore::new(options.jobs.max(1)),
             gpus: GpuPool::detect(),
             plan,
@@ -201,6 +204,11 @@ impl Engine {
     /// A copy of every outcome so far.
     pub fn outcomes(&self) -> Vec<Outcome> {
         self.outcomes.lock().expect("outcomes lock").clone()
+    }
+
+    /// Why each stage that ran had to run.
+    pub fn reasons(&self) -> Vec<Option<String>> {
+        self.reasons.lock().expect("reasons lock").clone()
     }
 
     /// Sends every stage whose outcome matches `pred` back to pending,
@@ -472,6 +480,7 @@ impl Engine {
     ) -> Result<Outcome, StageFailure> {
         let ps = &self.plan.stages[i];
         self.verify_inputs(i)?;
+        self.reasons.lock().expect("reasons lock")[i] = Some(reason.to_owned());
         self.reporter.send(RunEvent::StageStarted {
             stage: ps.name.clone(),
             key: record.key.to_hex(),
@@ -516,6 +525,7 @@ impl Engine {
             outputs: entries,
             seconds,
             summary: result.summary,
+            peak_rss_kib: result.peak_rss_kib,
         };
         let key = job.record.key;
         self.cache.index.put_result(&key, &manifest)?;
@@ -534,6 +544,7 @@ impl Engine {
             seconds,
             outputs: digests(&manifest),
             summary: manifest.summary.clone(),
+            peak_rss_kib: manifest.peak_rss_kib,
         });
         Ok(Outcome::Ran(key, manifest))
     }

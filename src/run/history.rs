@@ -113,14 +113,20 @@ fn git_state(dir: &Path) -> Option<GitState> {
     })
 }
 
-/// Each stage's line in the record.
-pub fn stage_runs(plan: &Plan, outcomes: &[Outcome]) -> BTreeMap<String, StageRun> {
+/// Each stage's line in the record; `reasons`: why each stage that ran
+/// had to.
+pub fn stage_runs(
+    plan: &Plan,
+    outcomes: &[Outcome],
+    reasons: &[Option<String>],
+) -> BTreeMap<String, StageRun> {
     plan.stages
         .iter()
         .zip(outcomes)
-        .map(|(ps, o)| {
+        .zip(reasons)
+        .map(|((ps, o), why)| {
             let (word, seconds, reason) = match o {
-                Outcome::Ran(_, m) => ("ran", m.seconds, None),
+                Outcome::Ran(_, m) => ("ran", m.seconds, why.clone()),
                 Outcome::Cached(..) => ("cached", 0.0, None),
                 Outcome::Failed(f) => ("failed", 0.0, Some(f.to_string())),
                 Outcome::Skipped(r) => ("skipped", 0.0, Some(r.clone())),

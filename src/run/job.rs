@@ -87,6 +87,7 @@ impl StageJob {
             events,
             device: c.device,
             running: c.running.clone(),
+            peak: tuneflow_stages::process::PeakMemory::default(),
         }
     }
 }

@@ -229,7 +229,7 @@ fn record(
         overrides: plan.overrides.clone(),
         pipeline_digest: plan.source_digest.clone(),
         git,
-        stages: history::stage_runs(plan, outcomes),
+        stages: history::stage_runs(plan, outcomes, &engine.reasons()),
         sweep: engine.options().sweep.clone(),
     };
     if let Err(e) = engine.cache().index.put_run(id, &record) {

@@ -250,6 +250,9 @@ pub struct StageContext {
     /// Where child process groups are recorded while they run (see
     /// [`crate::process`]); `None`: not recorded.
     pub running: Option<PathBuf>,
+    /// The peak memory of the processes the stage ran (commands, the
+    /// worker), recorded as each is reaped.
+    pub peak: crate::process::PeakMemory,
 }
 
 impl StageContext {
@@ -269,6 +272,7 @@ impl StageContext {
             events: EventSink::new(|_| {}),
             device: Device::Cpu,
             running: Some(dir.join("running")),
+            peak: crate::process::PeakMemory::default(),
         }
     }
 }

@@ -445,8 +445,7 @@ fn wait_or_cancel(
 ) -> Result<std::process::ExitStatus, StageError> {
     let mut poll = Duration::from_millis(1);
     loop {
-        if let Some(status) = child
-            .try_wait()
+        if let Some(status) = crate::process::try_wait_measured(child, &cx.peak)
             .map_err(|e| StageError::io("wait for", &cx.log, e))?
         {
             return Ok(status);

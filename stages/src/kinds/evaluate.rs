@@ -368,7 +368,8 @@ impl Evaluate {
 
 impl Kind for Evaluate {
     const NAME: &'static str = "evaluate";
-    const VERSION: u32 = 2;
+    // 3: `plots/curves.json` holds the operating points (for reports).
+    const VERSION: u32 = 3;
 
     fn run(&self, cx: &StageContext, inputs: &Inputs) -> Result<StageOutputs, StageError> {
         let e = self.load(inputs, &self.embeddings)?;
@@ -424,6 +425,7 @@ impl Kind for Evaluate {
         let path = cx.scratch.join("metrics.json");
         std::fs::write(&path, serde_json::to_vec_pretty(&report).expect("json"))
             .map_err(|e| StageError::io("write", &path, e))?;
+        write_curves(&out.join("curves.json"), &curves)?;
         let plotted = self.plot(&out, &curves, inputs)?;
         Ok(StageOutputs {
             paths: vec![("metrics".into(), path), ("plots".into(), out)],
@@ -431,6 +433,45 @@ impl Kind for Evaluate {
             reexports: vec![],
         })
     }
+}
+
+/// The ROC of each model as `{"curves": [{"label", "points": [[far,
+/// frr], ...]}]}`, thinned to the points that move either rate by at
+/// least 0.1 % on a log or probit scale, so a report can draw ROC and DET
+/// without millions of points.
+fn write_curves(path: &Path, curves: &[(&str, &[Point])]) -> Result<(), StageError> {
+    let json: Vec<serde_json::Value> = curves
+        .iter()
+        .map(|(label, points)| serde_json::json!({"label": label, "points": thin(points)}))
+        .collect();
+    let bytes = serde_json::to_vec(&serde_json::json!({ "curves": json })).expect("json");
+    std::fs::write(path, bytes).map_err(|e| StageError::io("write", path, e))
+}
+
+/// Keeps the first and last point, and each point at least `STEP` from the
+/// last kept one in any of log10(FAR), probit(FAR), probit(FRR).
+pub fn thin(points: &[Point]) -> Vec<[f64; 2]> {
+    const STEP: f64 = 0.004;
+    let coords = |p: &Point| {
+        [
+            p.far.max(1e-9).log10() / 9.0,
+            plots::probit(p.far) / 12.0,
+            plots::probit(p.frr) / 12.0,
+        ]
+    };
+    let mut out: Vec<[f64; 2]> = Vec::new();
+    let mut last: Option<[f64; 3]> = None;
+    for (i, p) in points.iter().enumerate() {
+        let c = coords(p);
+        let far_enough = last.map_or(true, |l| {
+            l.iter().zip(&c).any(|(a, b)| (a - b).abs() >= STEP)
+        });
+        if far_enough || i + 1 == points.len() {
+            out.push([p.far, p.frr]);
+            last = Some(c);
+        }
+    }
+    out
 }
 
 impl Evaluate {
@@ -472,5 +513,34 @@ impl Evaluate {
             plots::training(&out.join("training.png"), &stages).map_err(StageError::Other)?;
         }
         Ok(serde_json::json!(written))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thinning_keeps_the_ends_and_the_low_far_detail() {
+        let n = 200_000;
+        let pts: Vec<Point> = (0..=n)
+            .map(|i| {
+                let far = f64::from(i) / f64::from(n);
+                Point {
+                    threshold: 0.0,
+                    far,
+                    frr: 1.0 - far.sqrt(),
+                }
+            })
+            .collect();
+        let t = thin(&pts);
+        assert!(t.len() > 200 && t.len() < 5000, "{}", t.len());
+        assert_eq!(t[0], [0.0, 1.0]);
+        assert_eq!(*t.last().unwrap(), [1.0, 0.0]);
+        // Every decade of FAR down to 1e-5 keeps points.
+        for lo in [1e-5, 1e-4, 1e-3, 1e-2] {
+            assert!(t.iter().any(|p| p[0] >= lo && p[0] < lo * 10.0), "{lo}");
+        }
+        assert!(t.windows(2).all(|w| w[0][0] <= w[1][0]));
     }
 }

@@ -15,7 +15,9 @@
 pub mod tagged;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, ExitStatus};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A spawned process group, recorded in its registry until dropped.
@@ -418,5 +420,46 @@ mod tests {
         assert!(end_leftovers(&dir).is_empty());
         assert!(files[0].path().exists());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// The largest resident set any process a stage waited for reached, in
+/// KiB (`ru_maxrss` of each reaped child: the child and the descendants
+/// it waited for). Shared by the stage's context and whoever reads it.
+#[derive(Debug, Clone, Default)]
+pub struct PeakMemory(Arc<AtomicU64>);
+
+impl PeakMemory {
+    /// Records a process's peak.
+    pub fn record(&self, kib: u64) {
+        self.0.fetch_max(kib, Ordering::Relaxed);
+    }
+
+    /// The peak so far; `None` when no process was measured.
+    pub fn get(&self) -> Option<u64> {
+        Some(self.0.load(Ordering::Relaxed)).filter(|&k| k > 0)
+    }
+}
+
+/// [`Child::try_wait`], measuring the child's peak memory into `peak`
+/// when it has ended. Once this has returned a status the child is reaped:
+/// do not wait for it again.
+#[expect(unsafe_code, reason = "wait4(2) has no safe wrapper in std")]
+pub fn try_wait_measured(child: &Child, peak: &PeakMemory) -> std::io::Result<Option<ExitStatus>> {
+    use std::os::unix::process::ExitStatusExt;
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain old data; all-zero bytes are a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = libc::pid_t::try_from(child.id()).map_err(std::io::Error::other)?;
+    // SAFETY: both pointers are to live locals of the right types.
+    let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+    match r {
+        0 => Ok(None),
+        -1 => Err(std::io::Error::last_os_error()),
+        _ => {
+            // Linux reports ru_maxrss in KiB.
+            peak.record(u64::try_from(usage.ru_maxrss).unwrap_or(0));
+            Ok(Some(ExitStatus::from_raw(status)))
+        }
     }
 }

@@ -99,8 +99,7 @@ pub fn run_worker(cx: &StageContext, job: &WorkerJob) -> Result<WorkerResult, St
         while let Ok(line) = rx.try_recv() {
             take(line);
         }
-        if let Some(status) = child
-            .try_wait()
+        if let Some(status) = crate::process::try_wait_measured(child, &cx.peak)
             .map_err(|e| StageError::io("wait for", "tuneflow-torch", e))?
         {
             // Drain what the worker printed last.
