@@ -1,17 +1,33 @@
 //! The PNGs `evaluate` writes, drawn with plotters into an RGB buffer and
-//! encoded with the `image` crate: ROC, DET (probit axes, as in NIST
-//! evaluations) and per-epoch training curves. Text needs a TrueType font;
-//! DejaVu Sans (Debian `fonts-dejavu-core`) is looked up in the usual
-//! places, and without one the plots are skipped (the metrics are not).
+//! encoded with the `image` crate: ROC (log FAR axis), DET (probit axes,
+//! as in NIST evaluations) and per-epoch training curves, each with its
+//! legend in a strip below the plots. Text needs a TrueType font; DejaVu
+//! Sans (Debian `fonts-dejavu-core`) is looked up in the usual places, and
+//! without one the plots are skipped (the metrics are not).
+//!
+//! [`axes`] holds the geometry (ranges, ticks, clipping), free of drawing,
+//! for other renderers to share.
+
+pub mod axes;
+mod charts;
+mod legend;
+mod training;
 
 use std::path::Path;
 use std::sync::OnceLock;
 
 use plotters::prelude::*;
 
-use crate::eval::metrics::Point;
+pub use axes::{
+    clip_polyline, clip_segment, det_coord, det_polylines, det_rect, det_tick_label, roc_polylines,
+    roc_rect, roc_tick_label, Rect, Xy, DET_RANGE, DET_TICKS, ROC_FAR_RANGE, ROC_FAR_TICKS,
+};
+pub use charts::{det, roc};
+pub use training::{training, training_size, Curves, Series};
 
-const SIZE: (u32, u32) = (720, 540);
+/// The size of `roc.png` and `det.png`; `training.png` is as wide and
+/// grows taller with the number of training stages.
+pub const SIZE: (u32, u32) = (720, 540);
 const FONTS: &[&str] = &[
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
     "/usr/share/fonts/dejavu/DejaVuSans.ttf",
@@ -36,66 +52,95 @@ pub fn font_available() -> bool {
 }
 
 type DrawResult = Result<(), String>;
+type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
 
-fn draw(
-    path: &Path,
-    f: impl FnOnce(DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> DrawResult,
-) -> DrawResult {
-    let mut buf = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
+/// A rectangle in pixels: (x range, y range), ends exclusive.
+pub(crate) type PixelRect = (std::ops::Range<i32>, std::ops::Range<i32>);
+
+/// Where a rendering put things, for the tests.
+#[derive(Debug, Clone)]
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) struct Layout {
+    /// Each plotting area (inside the axes).
+    pub plots: Vec<PixelRect>,
+    /// The legend strip.
+    pub legend: PixelRect,
+    /// Each legend entry's line sample.
+    pub samples: Vec<PixelRect>,
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// Renders into an RGB buffer of `size`.
+pub(crate) fn render<T>(
+    size: (u32, u32),
+    f: impl FnOnce(&Area<'_>) -> Result<T, String>,
+) -> Result<(Vec<u8>, T), String> {
+    let mut buf = vec![0u8; (size.0 * size.1 * 3) as usize];
+    let out;
     {
-        let root = BitMapBackend::with_buffer(&mut buf, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        f(root.clone())?;
-        root.present().map_err(|e| e.to_string())?;
+        let root = BitMapBackend::with_buffer(&mut buf, size).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        out = f(&root)?;
+        root.present().map_err(err)?;
     }
-    image::save_buffer(path, &buf, SIZE.0, SIZE.1, image::ExtendedColorType::Rgb8)
+    Ok((buf, out))
+}
+
+fn save(path: &Path, size: (u32, u32), buf: &[u8]) -> DrawResult {
+    image::save_buffer(path, buf, size.0, size.1, image::ExtendedColorType::Rgb8)
         .map_err(|e| format!("failed to write `{}`: {e}", path.display()))
 }
 
-const COLOURS: [RGBColor; 4] = [
+/// A linear f64 axis ticked at given values (labels at `bold`, light grid
+/// lines at `light`). Plotters' own `with_key_points` loses the f64 label
+/// formatting (0.3.7), so the mesh would not draw it.
+pub(crate) struct Ticked {
+    inner: plotters::coord::types::RangedCoordf64,
+    bold: Vec<f64>,
+    light: Vec<f64>,
+}
+
+impl Ticked {
+    pub(crate) fn new(range: std::ops::Range<f64>, bold: Vec<f64>, light: Vec<f64>) -> Self {
+        Ticked {
+            inner: range.into(),
+            bold,
+            light,
+        }
+    }
+}
+
+impl Ranged for Ticked {
+    type FormatOption = plotters::coord::ranged1d::DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        self.inner.map(value, limit)
+    }
+
+    fn key_points<Hint: plotters::coord::ranged1d::KeyPointHint>(&self, hint: Hint) -> Vec<f64> {
+        if hint.weight().allow_light_points() {
+            self.light.clone()
+        } else {
+            self.bold.clone()
+        }
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        self.inner.range()
+    }
+}
+
+/// The curve colours, in order (matplotlib's first four).
+pub(crate) const COLOURS: [RGBColor; 4] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
     RGBColor(148, 103, 189),
 ];
-
-/// TAR against FAR, one curve per (name, points).
-pub fn roc(path: &Path, curves: &[(&str, &[Point])]) -> DrawResult {
-    draw(path, |root| {
-        let e = |e: &dyn std::fmt::Display| e.to_string();
-        let mut chart = ChartBuilder::on(&root)
-            .caption("ROC", ("sans-serif", 24))
-            .margin(15)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.0..1.0, 0.0..1.0)
-            .map_err(|x| e(&x))?;
-        chart
-            .configure_mesh()
-            .x_desc("false acceptance rate")
-            .y_desc("true acceptance rate")
-            .draw()
-            .map_err(|x| e(&x))?;
-        for (i, (name, points)) in curves.iter().enumerate() {
-            let c = COLOURS[i % COLOURS.len()];
-            chart
-                .draw_series(LineSeries::new(
-                    points.iter().map(|p| (p.far, 1.0 - p.frr)),
-                    c.stroke_width(2),
-                ))
-                .map_err(|x| e(&x))?
-                .label(*name)
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], c));
-        }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(|x| e(&x))
-    })
-}
 
 /// The standard normal quantile (Acklam's rational approximation, relative
 /// error below 1.2e-9), for DET axes.
@@ -146,161 +191,5 @@ pub fn probit(p: f64) -> f64 {
     }
 }
 
-/// FRR against FAR on normal-deviate axes from 0.1 % to 50 %.
-pub fn det(path: &Path, curves: &[(&str, &[Point])]) -> DrawResult {
-    draw(path, |root| {
-        let e = |e: &dyn std::fmt::Display| e.to_string();
-        let (lo, hi) = (probit(0.001), probit(0.5));
-        let pct = |v: &f64| {
-            let p = 100.0 * normal_cdf(*v);
-            if p < 1.0 {
-                format!("{p:.1}")
-            } else {
-                format!("{p:.0}")
-            }
-        };
-        let mut chart = ChartBuilder::on(&root)
-            .caption("DET", ("sans-serif", 24))
-            .margin(15)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(lo..hi, lo..hi)
-            .map_err(|x| e(&x))?;
-        chart
-            .configure_mesh()
-            .x_desc("false acceptance rate (%)")
-            .y_desc("false rejection rate (%)")
-            .x_label_formatter(&pct)
-            .y_label_formatter(&pct)
-            .draw()
-            .map_err(|x| e(&x))?;
-        for (i, (name, points)) in curves.iter().enumerate() {
-            let c = COLOURS[i % COLOURS.len()];
-            let pts = points
-                .iter()
-                .map(|p| (probit(p.far).clamp(lo, hi), probit(p.frr).clamp(lo, hi)));
-            chart
-                .draw_series(LineSeries::new(pts, c.stroke_width(2)))
-                .map_err(|x| e(&x))?
-                .label(*name)
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], c));
-        }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE)
-            .draw()
-            .map_err(|x| e(&x))
-    })
-}
-
-fn normal_cdf(x: f64) -> f64 {
-    // Abramowitz-Stegun 7.1.26 through erf; enough for tick labels.
-    let t = 1.0 / (1.0 + 0.327_591_1 * x.abs() / std::f64::consts::SQRT_2);
-    let y = 1.0
-        - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736) * t
-            + 0.254_829_592)
-            * t
-            * (-(x * x) / 2.0).exp();
-    if x >= 0.0 {
-        (1.0 + y) / 2.0
-    } else {
-        (1.0 - y) / 2.0
-    }
-}
-
-/// Named per-epoch series: (`train_loss`, [(epoch, value)]), ...
-pub type Series = Vec<(&'static str, Vec<(f64, f64)>)>;
-
-/// One training stage's curves.
-pub struct Curves<'a> {
-    /// The stage.
-    pub stage: &'a str,
-    /// `train_loss`, `val_loss`, `train_acc`, `val_acc`, where present.
-    pub series: Series,
-}
-
-/// Loss (left) and accuracy (right) per epoch for every training stage.
-pub fn training(path: &Path, stages: &[Curves<'_>]) -> DrawResult {
-    draw(path, |root| {
-        let e = |e: &dyn std::fmt::Display| e.to_string();
-        let panels = root.split_evenly((1, 2));
-        for (panel, (title, metric)) in panels.iter().zip([("loss", "loss"), ("accuracy", "acc")]) {
-            let all: Vec<(f64, f64)> = stages
-                .iter()
-                .flat_map(|s| {
-                    s.series
-                        .iter()
-                        .filter(|(n, _)| n.ends_with(metric))
-                        .flat_map(|(_, p)| p.clone())
-                })
-                .collect();
-            let max_x = all.iter().map(|p| p.0).fold(1.0, f64::max);
-            let max_y = if metric == "acc" {
-                1.0
-            } else {
-                all.iter().map(|p| p.1).fold(0.1, f64::max) * 1.05
-            };
-            let mut chart = ChartBuilder::on(panel)
-                .caption(title, ("sans-serif", 20))
-                .margin(10)
-                .x_label_area_size(35)
-                .y_label_area_size(45)
-                .build_cartesian_2d(1.0..max_x.max(2.0), 0.0..max_y)
-                .map_err(|x| e(&x))?;
-            chart
-                .configure_mesh()
-                .x_desc("epoch")
-                .draw()
-                .map_err(|x| e(&x))?;
-            let mut colour = 0;
-            for s in stages {
-                for (name, points) in s.series.iter().filter(|(n, _)| n.ends_with(metric)) {
-                    let c = COLOURS[colour % COLOURS.len()];
-                    colour += 1;
-                    let label = format!("{} {}", s.stage, name.split('_').next().unwrap_or(""));
-                    chart
-                        .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
-                        .map_err(|x| e(&x))?
-                        .label(label)
-                        .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], c));
-                }
-            }
-            chart
-                .configure_series_labels()
-                .border_style(BLACK)
-                .background_style(WHITE)
-                .draw()
-                .map_err(|x| e(&x))?;
-        }
-        Ok(())
-    })
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn probit_inverts_the_normal_cdf() {
-        for p in [0.001, 0.01, 0.1, 0.5, 0.9, 0.999] {
-            assert!((normal_cdf(probit(p)) - p).abs() < 1e-6, "{p}");
-        }
-        assert!((probit(0.975) - 1.959_964).abs() < 1e-5);
-    }
-
-    #[test]
-    fn writes_pngs() {
-        assert!(
-            font_available(),
-            "no DejaVu Sans: install fonts-dejavu-core (`make deps` does)"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let pts =
-            crate::eval::metrics::roc(&[(0.9, true), (0.4, false), (0.6, true), (0.5, false)]);
-        roc(&dir.path().join("roc.png"), &[("a", &pts)]).unwrap();
-        det(&dir.path().join("det.png"), &[("a", &pts), ("b", &pts)]).unwrap();
-        let img = image::open(dir.path().join("det.png")).unwrap();
-        assert_eq!((img.width(), img.height()), SIZE);
-    }
-}
+mod tests;
