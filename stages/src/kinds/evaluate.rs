@@ -368,7 +368,7 @@ impl Evaluate {
 
 impl Kind for Evaluate {
     const NAME: &'static str = "evaluate";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
 
     fn run(&self, cx: &StageContext, inputs: &Inputs) -> Result<StageOutputs, StageError> {
         let e = self.load(inputs, &self.embeddings)?;
