@@ -320,8 +320,8 @@ embeddings = "ext"
         ),
         (
             "evaluate",
-            2,
-            "bb6f3d71fc18afe64532069aaa135f7ac57c3f74540e2891a72392a8872675f7",
+            3,
+            "e444098c7376662aa010678422be3b25a9d3562caa68d3f187c6909ee0b66382",
         ),
     ];
 

@@ -368,7 +368,8 @@ impl Evaluate {
 
 impl Kind for Evaluate {
     const NAME: &'static str = "evaluate";
-    // 3: `plots/curves.json` holds the operating points (for reports).
+    // 3: the plots' fixed axes and legends, and `plots/curves.json` (the
+    // operating points, for reports).
     const VERSION: u32 = 3;
 
     fn run(&self, cx: &StageContext, inputs: &Inputs) -> Result<StageOutputs, StageError> {
