@@ -12,7 +12,7 @@ $(error scripts/ensure-libtorch.sh failed; see its message above)
 endif
 BIN := $(CARGO_TARGET_DIR)/release/tuneflow
 
-.PHONY: build test demo lint fmt bench deps
+.PHONY: build test demo lint fmt bench deps browser
 
 # Debian packages the fixtures need (espeak-ng voices, sox resampling),
 # installed only when a command is missing.
@@ -22,10 +22,16 @@ deps:
 	    (DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng sox fonts-dejavu-core || \
 	     (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng sox fonts-dejavu-core))
 
+# The headless browser the HTML report's tests open it in.
+browser:
+	@command -v chromium >/dev/null || \
+	    (DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium || \
+	     (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium))
+
 build:
 	cargo build --release --locked --workspace --bins
 
-test: deps
+test: deps browser
 	scripts/ensure-moto.sh >/dev/null
 	cargo test --workspace --locked
 	cargo test --workspace --exclude tuneflow-torch --locked --no-default-features

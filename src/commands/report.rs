@@ -281,11 +281,15 @@ fn write_page(path: &Path, page: &str, user_path: bool) -> Result<(), RunError> 
             .into());
         }
     }
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| CacheError::io("create", dir, e))?;
     let tmp: PathBuf = dir.join(format!(
         ".{}.tuneflow-report-{}",
-        path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        path.file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
         std::process::id()
     ));
     let written = std::fs::write(&tmp, page)

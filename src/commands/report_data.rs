@@ -30,7 +30,11 @@ pub(super) fn stage_rows(
             .iter()
             .map(|s| (s.name.clone(), s.stage.kind().to_owned()))
             .collect(),
-        None => run.stages.keys().map(|n| (n.clone(), String::new())).collect(),
+        None => run
+            .stages
+            .keys()
+            .map(|n| (n.clone(), String::new()))
+            .collect(),
     };
     let run_dir = cache.index.run_dir(id);
     order
@@ -52,7 +56,10 @@ pub(super) fn stage_rows(
             });
             Some(StageRow {
                 kind: if kind.is_empty() {
-                    records.get(&name).map(|st| st.record.kind.clone()).unwrap_or_default()
+                    records
+                        .get(&name)
+                        .map(|st| st.record.kind.clone())
+                        .unwrap_or_default()
                 } else {
                     kind
                 },
@@ -103,7 +110,11 @@ fn table(
 ) -> MetricsTable {
     let mut columns: Vec<String> = report
         .and_then(|r| r["columns"].as_array())
-        .map(|c| c.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .map(|c| {
+            c.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     // Without the report: the groups of the flattened names, `diff` last.
     if columns.is_empty() {
@@ -291,7 +302,10 @@ mod tests {
         assert_eq!(eer.1, [Some(0.05), Some(0.4), Some(-0.35)]);
         let dcf = t.rows.iter().find(|r| r.0 == "min_dcf_0.01").unwrap();
         assert_eq!(dcf.1, [Some(0.3), None, None]);
-        assert_eq!(t.trials.as_deref(), Some("10 trials, 5 of them same-class (balanced)"));
+        assert_eq!(
+            t.trials.as_deref(),
+            Some("10 trials, 5 of them same-class (balanced)")
+        );
         // No report (an old record): groups from the names, diff last.
         let t = table("e", &flat, None);
         assert_eq!(t.columns.last().map(String::as_str), Some("diff"));

@@ -57,7 +57,10 @@ pub fn graph(nodes: &[Node]) -> String {
     }
     let cols = rows_used.len().max(1) as f64;
     let rows = rows_used.iter().copied().max().unwrap_or(1) as f64;
-    let (w, h) = (PAD * 2.0 + (cols - 1.0) * COL + BOX_W, PAD * 2.0 + (rows - 1.0) * ROW + BOX_H);
+    let (w, h) = (
+        PAD * 2.0 + (cols - 1.0) * COL + BOX_W,
+        PAD * 2.0 + (rows - 1.0) * ROW + BOX_H,
+    );
     let pos = |i: usize| {
         let (c, r) = at[i];
         (PAD + c as f64 * COL, PAD + r as f64 * ROW)

@@ -17,7 +17,7 @@ td.best{font-weight:700;background:#eaf6ea}tr.current td{background:#fff8dc}
 .charts{display:flex;flex-wrap:wrap;gap:10px}.scroll{overflow-x:auto}
 svg text{font:12px system-ui,sans-serif;fill:#222}svg .ct{font-size:14px;font-weight:600;text-anchor:middle}
 svg .tk{font-size:11px;fill:#444}svg .al{font-size:12px}svg .lg{font-size:12px}svg .grid{stroke:#e6e6e6}
-svg .edge{fill:none;stroke:#888;stroke-width:1.5}
+svg .edge{fill:none;stroke:#888;stroke-width:1.5}svg.graph{max-width:100%;height:auto}
 svg .node rect{stroke:#333;stroke-width:1}svg .nn{font-weight:600}svg .nk{font-size:11px;fill:#333}
 .ran rect{fill:#c9ecc9}.cached rect{fill:#d6e4f5}.failed rect{fill:#f6c4c4}
 .skipped rect{fill:#eee}.interrupted rect{fill:#fde3a7}.pending rect{fill:#fff}
@@ -82,9 +82,9 @@ pub fn render(r: &Report) -> String {
     training(&mut s, &r.training);
     sweep(&mut s, r);
     runs(&mut s, r);
-    let _ = write!(
+    let _ = writeln!(
         s,
-        "<footer>Written by tuneflow {} at {}. Regenerate with <code>tuneflow report {} {}</code>.</footer><script>{SCRIPT}</script></body></html>\n",
+        "<footer>Written by tuneflow {} at {}. Regenerate with <code>tuneflow report {} {}</code>.</footer><script>{SCRIPT}</script></body></html>",
         esc(&r.version),
         esc(&r.generated),
         esc(&r.pipeline),
@@ -118,9 +118,16 @@ fn header(s: &mut String, r: &Report) {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let _ = write!(s, r#"<dt>overrides</dt><dd id="overrides">{overrides}</dd>"#);
+    let _ = write!(
+        s,
+        r#"<dt>overrides</dt><dd id="overrides">{overrides}</dd>"#
+    );
     if let Some(sweep) = &run.sweep {
-        let _ = write!(s, r##"<dt>sweep</dt><dd><a href="#sweep">{}</a></dd>"##, esc(sweep));
+        let _ = write!(
+            s,
+            r##"<dt>sweep</dt><dd><a href="#sweep">{}</a></dd>"##,
+            esc(sweep)
+        );
     }
     s.push_str("</dl>");
     for note in &r.notes {
@@ -284,9 +291,17 @@ fn training(s: &mut String, stages: &[TrainingCurves]) {
     for (i, t) in stages.iter().enumerate() {
         let _ = write!(s, "<h3>{}</h3><div class=\"charts\">", esc(&t.stage));
         let pick = |f: fn(&super::Epoch) -> Option<f64>| -> Vec<(f64, f64)> {
-            t.epochs.iter().filter_map(|e| Some((e.epoch, f(e)?))).collect()
+            t.epochs
+                .iter()
+                .filter_map(|e| Some((e.epoch, f(e)?)))
+                .collect()
         };
-        let max_epoch = t.epochs.iter().map(|e| e.epoch).fold(1.0, f64::max).max(2.0);
+        let max_epoch = t
+            .epochs
+            .iter()
+            .map(|e| e.epoch)
+            .fold(1.0, f64::max)
+            .max(2.0);
         for (what, train, val) in [
             ("loss", pick(|e| e.train_loss), pick(|e| e.val_loss)),
             ("accuracy", pick(|e| e.train_acc), pick(|e| e.val_acc)),
@@ -342,7 +357,11 @@ fn sweep(s: &mut String, r: &Report) {
     }
     s.push_str("</tr></thead><tbody>");
     for row in &sw.rows {
-        let current = if row.run == r.run.id { " class=\"current\"" } else { "" };
+        let current = if row.run == r.run.id {
+            " class=\"current\""
+        } else {
+            ""
+        };
         let _ = write!(
             s,
             r#"<tr{current}><td><a href="{}">{}</a></td>"#,
@@ -373,7 +392,11 @@ fn sweep(s: &mut String, r: &Report) {
 fn runs(s: &mut String, r: &Report) {
     s.push_str(r#"<h2 id="runs">Runs of this pipeline</h2><p>Each id links to that run's report (written beside this one by <code>tuneflow report</code>).</p><table class="sortable" id="runs-table"><thead><tr><th>run</th><th>outcome</th><th class="num">ran</th><th class="num">cached</th><th>overrides</th></tr></thead><tbody>"#);
     for run in &r.runs {
-        let current = if run.current { " class=\"current\"" } else { "" };
+        let current = if run.current {
+            " class=\"current\""
+        } else {
+            ""
+        };
         let _ = write!(
             s,
             r#"<tr{current}><td><a href="{}">{}</a></td><td class="outcome-{o}">{o}</td><td class="num" data-value="{ran}">{ran}</td><td class="num" data-value="{cached}">{cached}</td><td>{}</td></tr>"#,
@@ -411,7 +434,11 @@ mod tests {
             ..Report::default()
         };
         let html = render(&r);
-        assert_eq!(html.matches("<script>").count(), 1, "only the page's own script");
+        assert_eq!(
+            html.matches("<script>").count(),
+            1,
+            "only the page's own script"
+        );
         assert!(!html.contains("<img"));
         // The only URLs are SVG's namespace.
         assert_eq!(

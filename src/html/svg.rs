@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use tuneflow_stages::eval::plots::probit;
+use tuneflow_stages::eval::plots::{det_tick_label, probit, DET_RANGE, DET_TICKS};
 
 use super::esc;
 
@@ -33,11 +33,6 @@ pub struct Axis {
     /// Tick positions and labels.
     pub ticks: Vec<(f64, String)>,
 }
-
-/// The conventional DET ticks (NIST), as fractions.
-pub const DET_TICKS: [f64; 9] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4];
-/// The DET axes' range: a little beyond the outer ticks.
-pub const DET_RANGE: (f64, f64) = (0.0005, 0.6);
 
 impl Axis {
     /// A linear axis with about `n` round ticks.
@@ -72,14 +67,15 @@ impl Axis {
         }
     }
 
-    /// A DET axis (in %): probit-scaled, the conventional ticks.
+    /// A DET axis (in %): probit-scaled, the conventional ticks (the
+    /// same as the PNGs').
     pub fn det(label: &str) -> Self {
         Self {
             label: label.into(),
             scale: Scale::Probit,
             lo: DET_RANGE.0,
             hi: DET_RANGE.1,
-            ticks: DET_TICKS.iter().map(|&p| (p, det_label(p))).collect(),
+            ticks: DET_TICKS.iter().map(|&p| (p, det_tick_label(p))).collect(),
         }
     }
 
@@ -96,16 +92,6 @@ impl Axis {
             return -1.0;
         }
         t.clamp(-1.0, 2.0)
-    }
-}
-
-/// A DET tick's label, in percent: `0.1`, `0.5`, `2`, `40`.
-pub fn det_label(p: f64) -> String {
-    let pct = p * 100.0;
-    if pct < 1.0 {
-        format!("{pct:.1}")
-    } else {
-        format!("{pct:.0}")
     }
 }
 
@@ -143,7 +129,10 @@ pub fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
         .unwrap_or(10.0 * mag);
     let first = (lo / step).ceil() as i64;
     let last = (hi / step).floor() as i64;
-    (first..=last).map(|i| i as f64 * step).collect()
+    // Rounded, so that 3 x 0.2 is 0.6.
+    (first..=last)
+        .map(|i| (i as f64 * step * 1e12).round() / 1e12)
+        .collect()
 }
 
 /// One named line.
@@ -322,12 +311,7 @@ type Place<'a> = &'a dyn Fn(f64) -> f64;
 fn lines(s: &mut String, c: &Chart, series: &Series, colour: &str, (px, py): (Place, Place)) {
     let mut d = String::new();
     for &(x, y) in &series.points {
-        let _ = write!(
-            d,
-            "{:.1},{:.1} ",
-            px(c.x.place(x)),
-            py(c.y.place(y))
-        );
+        let _ = write!(d, "{:.1},{:.1} ", px(c.x.place(x)), py(c.y.place(y)));
     }
     let dash = if series.dashed {
         r#" stroke-dasharray="5 3""#
@@ -414,7 +398,15 @@ mod tests {
         // Every legend text lies below the plot rectangle.
         for part in svg.split(r#"class="lg""#).skip(1) {
             let before = &svg[..svg.find(part).unwrap()];
-            let y: f64 = before.rsplit("y=\"").next().unwrap().split('"').next().unwrap().parse().unwrap();
+            let y: f64 = before
+                .rsplit("y=\"")
+                .next()
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
             assert!(y > TOP + PLOT_H, "{y}");
         }
         assert!(svg.contains("clip-path=\"url(#x-clip)\""));

@@ -49,7 +49,8 @@ pub enum RunEvent {
         outputs: std::collections::BTreeMap<String, String>,
         /// What the stage reported (counts, metrics), if anything.
         #[serde(skip_serializing_if = "serde_json::Value::is_null")]
-        summary: serde_json::Value,        /// Peak resident memory of the processes it ran, KiB.
+        summary: serde_json::Value,
+        /// Peak resident memory of the processes it ran, KiB.
         #[serde(skip_serializing_if = "Option::is_none")]
         peak_rss_kib: Option<u64>,
     },

@@ -119,6 +119,59 @@ fn transfer_beats_scratch_on_the_held_out_speakers() {
         assert!(m.stdout.contains(needle), "{needle}: {}", m.stdout);
     }
     sweep_of_the_fine_tune(&f);
+    report_of_the_demo_opens_in_chromium(&f);
+}
+
+/// `tuneflow report` of the demo's first run and of its last (a sweep
+/// variant), each opened in headless chromium: clean, and the DOM holds
+/// exactly the metrics `tuneflow metrics RUN` prints.
+fn report_of_the_demo_opens_in_chromium(f: &Fixture) {
+    let runs = f.tuneflow(&["runs", "demo.toml", "--json"]);
+    let ids: Vec<String> = runs
+        .events()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    for id in [&ids[0], ids.last().unwrap()] {
+        let r = f.tuneflow(&["report", "demo.toml", id]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let opened = crate::browser::open(std::path::Path::new(r.stdout.trim()));
+        opened.assert_clean();
+        let shown = opened.metrics();
+        let m = f.tuneflow(&["metrics", "demo.toml", id, "--json"]);
+        let mut expected = 0;
+        for line in m.events() {
+            let report = line["report"].as_str().unwrap();
+            let (_, values) = line
+                .as_object()
+                .unwrap()
+                .iter()
+                .find(|(k, _)| *k != "event" && *k != "report")
+                .unwrap();
+            for (k, v) in values.as_object().unwrap() {
+                let name = format!("{report}:{k}");
+                assert_eq!(shown.get(&name), v.as_f64().as_ref(), "{name}");
+                expected += 1;
+            }
+        }
+        assert!(expected >= 20, "{expected} metrics");
+        assert_eq!(opened.dom.matches("class=\"node ").count(), 13);
+        for chart in ["roc-0", "det-0", "train-0-loss", "train-2-accuracy"] {
+            assert!(opened.dom.contains(&format!("id=\"{chart}\"")), "{chart}");
+        }
+        assert!(
+            !opened.dom.contains("<h3>freeze</h3>"),
+            "freeze does not train"
+        );
+    }
+    let last =
+        std::fs::read_to_string(f.path(&format!(".tuneflow/reports/{}.html", ids.last().unwrap())))
+            .unwrap();
+    assert_eq!(
+        last.matches("data-sweep-metric=\"evaluate:transferred.eer\"")
+            .count(),
+        4
+    );
 }
 
 /// A sweep of three fine-tuning learning rates runs fine-tune three times

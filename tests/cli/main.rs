@@ -3,6 +3,7 @@
 
 mod agree;
 mod artifacts;
+mod browser;
 #[cfg(feature = "torch")]
 mod byo;
 mod cache;
@@ -19,6 +20,7 @@ mod layers;
 #[cfg(feature = "torch")]
 mod python;
 mod remote;
+mod report;
 mod resume;
 mod runs;
 mod slurm;

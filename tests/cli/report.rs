@@ -45,7 +45,10 @@ fn a_report_per_run_opens_cleanly_and_links_the_others() {
     assert_eq!(page, f.path(&format!(".tuneflow/reports/{}.html", ids[2])));
     // The pages it links to are there too.
     for id in &ids {
-        assert!(f.path(&format!(".tuneflow/reports/{id}.html")).is_file(), "{id}");
+        assert!(
+            f.path(&format!(".tuneflow/reports/{id}.html")).is_file(),
+            "{id}"
+        );
     }
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.contains(&format!("href=\"{}.html\"", ids[0])));
@@ -57,8 +60,16 @@ fn a_report_per_run_opens_cleanly_and_links_the_others() {
     assert_eq!(m.get("score.m:value.acc"), Some(&0.9), "{m:?}");
     assert!(opened.dom.contains("--set params.lr=0.9"));
     assert!(opened.dom.contains(r#"id="sweep-table""#));
-    assert_eq!(opened.dom.matches("data-sweep-metric=\"score.m:value.acc\"").count(), 2);
-    assert!(opened.dom.contains(r#"class="num best" data-sweep-metric="score.m:value.acc" data-value="0.9""#));
+    assert_eq!(
+        opened
+            .dom
+            .matches("data-sweep-metric=\"score.m:value.acc\"")
+            .count(),
+        2
+    );
+    assert!(opened
+        .dom
+        .contains(r#"class="num best" data-sweep-metric="score.m:value.acc" data-value="0.9""#));
     assert_eq!(opened.dom.matches("class=\"node ").count(), 2);
     assert!(opened.dom.contains(r#"data-stage="score""#));
     // The first run's page: its own value, and `score` ran (with why).

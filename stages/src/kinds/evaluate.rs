@@ -464,9 +464,10 @@ pub fn thin(points: &[Point]) -> Vec<[f64; 2]> {
     let mut last: Option<[f64; 3]> = None;
     for (i, p) in points.iter().enumerate() {
         let c = coords(p);
-        let far_enough = last.map_or(true, |l| {
-            l.iter().zip(&c).any(|(a, b)| (a - b).abs() >= STEP)
-        });
+        let far_enough = match last {
+            None => true,
+            Some(l) => l.iter().zip(&c).any(|(a, b)| (a - b).abs() >= STEP),
+        };
         if far_enough || i + 1 == points.len() {
             out.push([p.far, p.frr]);
             last = Some(c);

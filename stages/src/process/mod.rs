@@ -81,8 +81,8 @@ fn is_watched(dir: &Path) -> bool {
 /// ends every group this process recorded in the registry and left
 /// running, processes of the group that the leader started included.
 pub struct Watchdog {
-    _child: Child,
-    _pipe: std::process::ChildStdin,
+    child: Option<Child>,
+    pipe: Option<std::process::ChildStdin>,
 }
 
 impl Drop for Watchdog {
@@ -94,6 +94,14 @@ impl Drop for Watchdog {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clear();
+        drop(self.pipe.take());
+        // Reap it when it has ended its groups, so that a process running
+        // many sessions (a sweep) does not collect zombies.
+        if let Some(mut child) = self.child.take() {
+            let _ = std::thread::Builder::new()
+                .name("watchdog-reaper".into())
+                .spawn(move || child.wait());
+        }
     }
 }
 
@@ -121,8 +129,8 @@ pub fn start_watchdog(
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .push(registry.to_path_buf());
     Ok(Watchdog {
-        _child: child,
-        _pipe: pipe,
+        child: Some(child),
+        pipe: Some(pipe),
     })
 }
 
