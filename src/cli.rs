@@ -82,7 +82,9 @@ pub struct RunArgs {
     /// After a failure, finish the branches that do not depend on it.
     #[arg(long)]
     pub keep_going: bool,
-    /// One JSON object per line on stdout instead of progress.
+    /// One JSON object per line on stdout (every event, a training
+    /// stage's batch progress too; keys in snake_case) instead of the live
+    /// view (a terminal: bars with epoch, batch and ETA) or plain lines.
     #[arg(long)]
     pub json: bool,
     /// Where stages run: `local`, or `slurm` (one job per stage). Default:

@@ -1,14 +1,17 @@
 //! Renders a run's events ([`crate::run::events`]) as JSON lines (`--json`,
-//! on stdout), a live view (a terminal), or plain lines (anything else, on
-//! stderr), on a thread of its own.
+//! on stdout), a live view (a terminal: [`live`]), or plain lines (anything
+//! else, on stderr), on a thread of its own. JSON lines carry every event,
+//! the throttled `progress` reports of training and extract stages too;
+//! plain lines leave those out. Every key is snake_case.
+
+mod lines;
+mod live;
 
 use std::io::IsTerminal;
 use std::sync::mpsc;
-use std::time::Duration;
-
-use tuneflow_stages::worker::WorkerEvent;
 
 use crate::run::events::{Reporter, RunEvent};
+use lines::stage_line;
 
 /// Starts the rendering thread for `mode`; join the handle after dropping
 /// every [`Reporter`] to flush.
@@ -17,7 +20,7 @@ pub fn start(mode: Mode) -> (Reporter, std::thread::JoinHandle<()>) {
     let handle = std::thread::spawn(move || match mode {
         Mode::Json => render_json(rx),
         Mode::Plain => render_plain(rx),
-        Mode::Live => render_live(rx),
+        Mode::Live => live::render(rx),
     });
     (reporter, handle)
 }
@@ -95,7 +98,10 @@ fn plain_line(event: &RunEvent) -> Option<String> {
         }
         RunEvent::StageFailed { stage, error } => format!("FAILED    {stage}: {error}"),
         RunEvent::Stage { stage, event } => stage_line(stage, event)?,
-        RunEvent::StageInterrupted { stage } => format!("interrupted {stage}"),
+        RunEvent::StageInterrupted {
+            stage,
+            resume_epoch,
+        } => interrupted_line(stage, *resume_epoch),
         RunEvent::StageSkipped { stage, reason } => format!("skipped   {stage} ({reason})"),
         RunEvent::RunFinished {
             ran,
@@ -110,24 +116,13 @@ fn plain_line(event: &RunEvent) -> Option<String> {
     })
 }
 
-/// A stage's own event as one line with fixed columns that fits 80
-/// columns: `epoch  3/15 pretrain  loss 1.2345 acc 0.456 val 1.3000 0.400 lr 0.05000`.
-fn stage_line(stage: &str, event: &WorkerEvent) -> Option<String> {
-    match event {
-        WorkerEvent::Epoch { stats, epochs, .. } => {
-            let val = match (stats.val_loss, stats.val_acc) {
-                (Some(l), Some(a)) => format!(" val {l:.4} {a:.3}"),
-                _ => String::new(),
-            };
-            Some(format!(
-                "epoch {:>2}/{:<2} {stage}  loss {:.4} acc {:.3}{val} lr {:.5}",
-                stats.epoch, epochs, stats.train_loss, stats.train_acc, stats.lr
-            ))
-        }
-        WorkerEvent::Resumed { epoch, epochs } => {
-            Some(format!("resuming  {stage} from epoch {epoch} of {epochs}"))
-        }
-        WorkerEvent::TrainResult(_) | WorkerEvent::ExtractResult(_) => None,
+/// What an interrupted stage leaves: a training stage says where a rerun
+/// picks it up.
+fn interrupted_line(stage: &str, resume_epoch: Option<u64>) -> String {
+    match resume_epoch {
+        Some(0) => format!("interrupted; a rerun starts {stage} from the beginning"),
+        Some(epoch) => format!("interrupted; a rerun resumes {stage} from epoch {epoch}"),
+        None => format!("interrupted {stage}"),
     }
 }
 
@@ -142,43 +137,4 @@ fn render_plain(rx: mpsc::Receiver<RunEvent>) {
             let _ = err.flush();
         }
     }
-}
-
-fn render_live(rx: mpsc::Receiver<RunEvent>) {
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
-        )
-        .expect("static template")
-        .progress_chars("=> "),
-    );
-    bar.enable_steady_tick(Duration::from_millis(120));
-    let mut running: Vec<String> = Vec::new();
-    for event in rx {
-        match &event {
-            RunEvent::RunStarted { stages, .. } => bar.set_length(*stages as u64),
-            RunEvent::StageStarted { stage, .. } => running.push(stage.clone()),
-            RunEvent::StageFinished { stage, .. }
-            | RunEvent::StageFailed { stage, .. }
-            | RunEvent::StageInterrupted { stage }
-            | RunEvent::StageCached { stage, .. }
-            | RunEvent::StageSkipped { stage, .. } => {
-                running.retain(|s| s != stage);
-                bar.inc(1);
-            }
-            RunEvent::RunFinished { .. } | RunEvent::Stage { .. } => {}
-        }
-        if !matches!(event, RunEvent::StageCached { ref restored, .. } if restored.is_empty()) {
-            if let Some(line) = plain_line(&event) {
-                bar.println(line);
-            }
-        }
-        bar.set_message(if running.is_empty() {
-            String::new()
-        } else {
-            format!("running: {}", running.join(", "))
-        });
-    }
-    bar.finish_and_clear();
 }

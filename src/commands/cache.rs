@@ -36,9 +36,7 @@ struct Verified {
     ok: u64,
     corrupt: Vec<String>,
     missing: Vec<String>,
-    #[serde(rename = "results-dropped")]
     results_dropped: usize,
-    #[serde(rename = "unreadable-records")]
     unreadable_records: Vec<String>,
 }
 
@@ -127,7 +125,7 @@ pub fn du(args: &CacheArgs, flag: Option<&Path>) -> Result<i32, RunError> {
         dir_bytes(&cache.layout.scratch()) + dir_bytes(&cache.layout.objects().join("tmp"));
     let checkpoints = dir_bytes(&cache.layout.checkpoints());
     let value = serde_json::json!({"event": "cache-du", "objects": objects, "bytes": bytes,
-        "results": results, "runs": runs, "scratch-bytes": scratch, "checkpoint-bytes": checkpoints});
+        "results": results, "runs": runs, "scratch_bytes": scratch, "checkpoint_bytes": checkpoints});
     let text = format!(
         "{}: {objects} objects, {} in all; {results} cached stage results; {runs} runs recorded; \
          scratch {}, checkpoints {}\n",
@@ -221,7 +219,7 @@ pub fn gc(args: &GcArgs, flag: Option<&Path>) -> Result<i32, RunError> {
     let report = store.retain(&live)?;
     let _ = std::fs::remove_dir_all(cache.layout.scratch());
     store.clear_stale_temps();
-    let value = serde_json::json!({"event": "cache-gc", "results-removed": dropped, "objects-removed": report.removed, "objects-kept": report.kept, "freed-bytes": report.freed_bytes});
+    let value = serde_json::json!({"event": "cache-gc", "results_removed": dropped, "objects_removed": report.removed, "objects_kept": report.kept, "freed_bytes": report.freed_bytes});
     let text = format!(
         "removed {dropped} results and {} objects ({}); kept {} objects\n",
         report.removed,
@@ -233,7 +231,7 @@ pub fn gc(args: &GcArgs, flag: Option<&Path>) -> Result<i32, RunError> {
         let remote = super::remote::open(Some(flag), Some(&first), cache.layout.root())?;
         let r = remote.collect_orphans(std::time::Duration::from_secs(args.grace))?;
         let value = serde_json::json!({"event": "cache-gc-remote", "remote": remote.shown(),
-            "objects-removed": r.removed, "objects-kept": r.kept, "freed-bytes": r.freed_bytes});
+            "objects_removed": r.removed, "objects_kept": r.kept, "freed_bytes": r.freed_bytes});
         let text = format!(
             "{}: removed {} unreferenced objects ({}); kept {}\n",
             remote.shown(),

@@ -381,8 +381,10 @@ impl Engine {
         let outcome = match self.clone().run_stage(i).await {
             Ok(outcome) => outcome,
             Err(StageFailure::Interrupted) => {
-                self.reporter
-                    .send(RunEvent::StageInterrupted { stage: name });
+                self.reporter.send(RunEvent::StageInterrupted {
+                    stage: name,
+                    resume_epoch: None,
+                });
                 Outcome::Interrupted
             }
             Err(failure) => {
@@ -502,7 +504,16 @@ impl Engine {
             events: &events,
         };
         let started = Instant::now();
-        let result = self.options.backend.run(&job, &ctl)?;
+        let result = match self.options.backend.run(&job, &ctl) {
+            Err(StageFailure::Interrupted) => {
+                self.reporter.send(RunEvent::StageInterrupted {
+                    stage: ps.name.clone(),
+                    resume_epoch: resume_epoch(&job),
+                });
+                return Ok(Outcome::Interrupted);
+            }
+            result => result?,
+        };
         self.inputs_unchanged(i, &job.record)?;
         self.commit(i, job, result, started.elapsed().as_secs_f64())
     }
@@ -722,6 +733,13 @@ impl Engine {
         }
         inputs
     }
+}
+
+/// Where a rerun picks up an interrupted training stage: its last
+/// checkpointed epoch (0: none yet); `None` for other kinds.
+fn resume_epoch(job: &StageJob) -> Option<u64> {
+    matches!(job.kind.as_str(), "pretrain" | "fine-tune")
+        .then(|| tuneflow_stages::worker::checkpointed_epoch(&job.context.checkpoints).unwrap_or(0))
 }
 
 /// Every object an output consists of: the file, or a tree and its files.

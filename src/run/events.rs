@@ -6,7 +6,8 @@ use std::sync::mpsc;
 
 use tuneflow_stages::worker::WorkerEvent;
 
-/// Something that happened during a run.
+/// Something that happened during a run. Event names (`"event"`) are
+/// kebab-case; every key is snake_case.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum RunEvent {
@@ -74,6 +75,10 @@ pub enum RunEvent {
     StageInterrupted {
         /// The stage.
         stage: String,
+        /// A training stage: the last epoch checkpointed, which a rerun
+        /// resumes from (0: a rerun starts it from the beginning).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resume_epoch: Option<u64>,
     },
     /// A stage did not run because of a failure elsewhere.
     StageSkipped {
@@ -95,7 +100,7 @@ pub enum RunEvent {
         /// Wall time.
         seconds: f64,
         /// Peak resident memory of the runner process (VmHWM), KiB.
-        #[serde(rename = "peak-rss-kib", skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "Option::is_none")]
         peak_rss_kib: Option<u64>,
     },
 }

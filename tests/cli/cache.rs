@@ -56,7 +56,7 @@ fn gc_keeps_current_results_and_drops_old_ones() {
     let gc = f.tuneflow(&["cache", "gc", "pipeline.toml", "--json"]);
     assert_eq!(gc.code, 0, "{}", gc.stderr);
     let report: serde_json::Value = serde_json::from_str(gc.stdout.trim()).unwrap();
-    assert_eq!(report["results-removed"], 2, "{report}");
+    assert_eq!(report["results_removed"], 2, "{report}");
     assert!(object_paths(&f).len() < before);
     let r = f.run_ok("pipeline.toml", &[]);
     assert_eq!(r.stages("stage-cached").len(), 7);
@@ -71,7 +71,7 @@ fn gc_keep_last_keeps_recent_runs() {
     f.run_ok("pipeline.toml", &[]);
     let gc = f.tuneflow(&["cache", "gc", "pipeline.toml", "--keep-last", "2", "--json"]);
     let report: serde_json::Value = serde_json::from_str(gc.stdout.trim()).unwrap();
-    assert_eq!(report["results-removed"], 0, "{report}");
+    assert_eq!(report["results_removed"], 0, "{report}");
     let r = f.run_ok("pipeline.toml", &["--set", "params.lr=1"]);
     assert_eq!(r.stages("stage-cached").len(), 7);
 }

@@ -253,9 +253,9 @@ fn ingesting_a_large_recordio_keeps_memory_bounded() {
     // the test harness's memory from before the child's exec.
     let r = f.run_ok("p.toml", &[]);
     let done = r.events().into_iter().last().unwrap();
-    let peak = done["peak-rss-kib"]
+    let peak = done["peak_rss_kib"]
         .as_u64()
-        .expect("run-finished reports peak-rss-kib")
+        .expect("run-finished reports peak_rss_kib")
         * 1024;
     assert!(rec_bytes > 200 << 20, "the file must be large: {rec_bytes}");
     // What the runner itself takes (code, sled, threads), measured on a
@@ -269,7 +269,7 @@ fn ingesting_a_large_recordio_keeps_memory_bounded() {
         .events()
         .into_iter()
         .last()
-        .unwrap()["peak-rss-kib"]
+        .unwrap()["peak_rss_kib"]
         .as_u64()
         .unwrap()
         * 1024;

@@ -18,6 +18,8 @@ mod hostile;
 mod invalid;
 mod layers;
 #[cfg(feature = "torch")]
+mod live;
+#[cfg(feature = "torch")]
 mod python;
 mod remote;
 mod report;

@@ -456,7 +456,7 @@ fn gc_on_the_remote_removes_only_unreferenced_objects() {
         &env,
     ));
     let last: serde_json::Value = serde_json::from_str(r.stdout.lines().last().unwrap()).unwrap();
-    assert_eq!(last["objects-removed"], 1, "{}", r.stdout);
+    assert_eq!(last["objects_removed"], 1, "{}", r.stdout);
     assert!(!orphan.exists());
     let b = clone_of(&a);
     let r = ok(tf(&b, &["run", "--json", "pipeline.toml"], &env));

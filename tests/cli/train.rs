@@ -36,7 +36,7 @@ batch = 16
     )
 }
 
-fn digits_fixture(epochs: u32, lr: f64, per_class: u32) -> Fixture {
+pub fn digits_fixture(epochs: u32, lr: f64, per_class: u32) -> Fixture {
     let f = Fixture::new();
     let r = f.tuneflow(&[
         "fixtures",

@@ -136,7 +136,7 @@ pub fn save(
         format!("failed to write a checkpoint in `{}`: {e}", dir.display())
     };
     let previous_best = best_weights(dir);
-    let name = format!("epoch-{:06}", progress.epoch);
+    let name = tuneflow_stages::worker::checkpoint_name(progress.epoch);
     let ckpt = dir.join(&name);
     let _ = std::fs::remove_dir_all(&ckpt);
     std::fs::create_dir_all(&ckpt).map_err(|e| err(&e))?;

@@ -16,7 +16,8 @@ use tuneflow_stages::data::dataset::DatasetReader;
 use tuneflow_stages::data::loader::{load_item, Loader, LoaderConfig};
 use tuneflow_stages::formats::embeddings::EmbeddingsMeta;
 use tuneflow_stages::formats::model::{ModelFolder, ModelFolderConfig};
-use tuneflow_stages::worker::{ExtractConfig, ExtractJob, ExtractResult, WorkerEvent};
+use tuneflow_stages::worker::progress::{Pace, RunShape};
+use tuneflow_stages::worker::{ExtractConfig, ExtractJob, ExtractResult, Phase, WorkerEvent};
 
 use crate::checkpoint::load_into;
 use crate::train::{device, emit, to_tensors};
@@ -69,6 +70,25 @@ fn model_from(
     )
 }
 
+/// Progress reports over `batches` batches (one epoch).
+fn pace(batches: usize) -> Pace {
+    Pace::start(RunShape {
+        epochs: 1,
+        train: batches as u64,
+        val: 0,
+    })
+}
+
+/// Batch `i` (from 0) is about to run: batches before it are done.
+fn report(pace: &mut Pace, i: usize) {
+    if i == 0 {
+        return;
+    }
+    if let Some(p) = pace.batch_done(Phase::Extract, 1, i as u64) {
+        emit(&WorkerEvent::Progress(p));
+    }
+}
+
 fn images(
     net: &Net,
     data: &Arc<DatasetReader>,
@@ -95,7 +115,9 @@ fn images(
         },
     );
     let (mut embs, mut scores) = (Vec::new(), Vec::new());
-    for b in loader {
+    let mut pace = pace(loader.len());
+    for (i, b) in loader.enumerate() {
+        report(&mut pace, i);
         let (x, _) = to_tensors(&b?, net.vs.device());
         let mut e = net.backbone.forward_t(&x, false);
         if cfg.flip {
@@ -128,7 +150,9 @@ fn spectrograms(
     };
     let device = net.vs.device();
     let (mut embs, mut scores) = (Vec::new(), Vec::new());
+    let mut pace = pace(data.len());
     for i in 0..data.len() {
+        report(&mut pace, i);
         let (values, shape) = load_item(data, i as u32, &loader_cfg)?;
         let (frames, bins) = (shape[0] as i64, shape[1] as i64);
         let x = Tensor::from_slice(&values).reshape([frames, bins]);

@@ -20,7 +20,8 @@ use tuneflow_stages::formats::model::ModelFolderConfig;
 use tuneflow_stages::formats::policy::AugmentPolicy;
 use tuneflow_stages::train::config::TrainConfig;
 use tuneflow_stages::train::schedule::Schedule;
-use tuneflow_stages::worker::{EpochStats, TrainJob, TrainResult, ValNumbers, WorkerEvent};
+use tuneflow_stages::worker::progress::{Pace, RunShape};
+use tuneflow_stages::worker::{EpochStats, Phase, TrainJob, TrainResult, ValNumbers, WorkerEvent};
 
 use crate::amp::with_precision;
 use crate::checkpoint::{self, Progress};
@@ -131,26 +132,36 @@ pub fn run(spec: &TrainJob) -> Result<(), String> {
         total_steps: cfg.epochs * steps_per_epoch,
         steps_per_epoch,
     };
+    let mut pace = Pace::start(RunShape {
+        epochs: cfg.epochs,
+        train: steps_per_epoch,
+        val: run
+            .val
+            .as_ref()
+            .map_or(0, |v| v.len().div_ceil(cfg.batch.max(1))) as u64,
+    });
     for epoch in progress.epoch + 1..=cfg.epochs {
         if progress.stopped {
             break;
         }
         let loader = Loader::new(run.train.clone(), run.loader_config(epoch, true));
-        let mut stats = train_epoch(&s, &mut opt, &schedule, &run, loader, epoch)?;
+        pace.set_train_batches(loader.len() as u64);
+        let mut stats = train_epoch(&s, &mut opt, &schedule, &run, loader, (epoch, &mut pace))?;
         if let Some(val) = &run.val {
-            let (loss, acc) = evaluate(&s.net, &run, val)?;
+            let (loss, acc) = evaluate(&s.net, &run, val, Some((epoch, &mut pace)))?;
             stats.val_loss = Some(loss);
             stats.val_acc = Some(acc);
         }
         let improved = track_best(cfg, &mut progress, &stats);
+        progress.epoch = epoch;
+        progress.history.push(stats.clone());
+        checkpoint::save(&spec.checkpoints, &s.net.vs, &opt, &progress, improved)?;
+        // After the checkpoint: an epoch event means a rerun resumes after it.
         emit(&WorkerEvent::Epoch {
-            stats: stats.clone(),
+            stats,
             epochs: cfg.epochs,
             best_epoch: progress.best.map(|(best, _)| best),
         });
-        progress.epoch = epoch;
-        progress.history.push(stats);
-        checkpoint::save(&spec.checkpoints, &s.net.vs, &opt, &progress, improved)?;
     }
     let restored = restore_best(&mut s, &run, &spec.checkpoints)?;
     write_outputs(spec, &s, &run, &progress, restored)
@@ -195,7 +206,7 @@ fn restore_best(
     };
     checkpoint::load_into(&s.net.vs, &best)?;
     match &run.val {
-        Some(val) => evaluate(&s.net, run, val).map(Some),
+        Some(val) => evaluate(&s.net, run, val, None).map(Some),
         None => Ok(None),
     }
 }
@@ -234,7 +245,7 @@ fn train_epoch(
     schedule: &Schedule,
     run: &Run<'_>,
     mut loader: Loader,
-    epoch: u64,
+    (epoch, pace): (u64, &mut Pace),
 ) -> Result<EpochStats, String> {
     let started = Instant::now();
     let (mut loss_sum, mut correct, mut seen, mut lr) = (0.0, 0i64, 0usize, 0.0);
@@ -271,6 +282,9 @@ fn train_epoch(
         loss_sum += value * batch.labels.len() as f64;
         correct += scored.correct;
         seen += batch.labels.len();
+        if let Some(p) = pace.batch_done(Phase::Train, epoch, b) {
+            emit(&WorkerEvent::Progress(p));
+        }
     }
     let n = seen.max(1) as f64;
     let elapsed = started.elapsed().as_secs_f64();
@@ -288,11 +302,19 @@ fn train_epoch(
 
 use tch::nn::ModuleT;
 
-fn evaluate(net: &Net, run: &Run<'_>, data: &Arc<DatasetReader>) -> Result<(f64, f64), String> {
+/// Validation loss and accuracy on `data`; `pace`: the epoch whose
+/// validation this is, and its progress reports.
+fn evaluate(
+    net: &Net,
+    run: &Run<'_>,
+    data: &Arc<DatasetReader>,
+    mut pace: Option<(u64, &mut Pace)>,
+) -> Result<(f64, f64), String> {
     let (mut loss_sum, mut correct, mut seen) = (0.0, 0i64, 0usize);
     let device = net.vs.device();
     tch::no_grad(|| -> Result<(), String> {
-        for b in Loader::new(data.clone(), run.loader_config(0, false)) {
+        let loader = Loader::new(data.clone(), run.loader_config(0, false));
+        for (i, b) in loader.enumerate() {
             let b = b?;
             let (x, y) = to_tensors(&b, device);
             let scored = with_precision(run.bf16, device, || {
@@ -302,6 +324,11 @@ fn evaluate(net: &Net, run: &Run<'_>, data: &Arc<DatasetReader>) -> Result<(f64,
             loss_sum += scored.loss.double_value(&[]) * b.labels.len() as f64;
             correct += scored.correct;
             seen += b.labels.len();
+            if let Some((epoch, pace)) = pace.as_mut() {
+                if let Some(p) = pace.batch_done(Phase::Val, *epoch, i as u64 + 1) {
+                    emit(&WorkerEvent::Progress(p));
+                }
+            }
         }
         Ok(())
     })?;

@@ -243,7 +243,7 @@ impl Kind for Ingest {
         let summary = serde_json::json!({
             "items": kept.len(),
             "skipped": skipped_count,
-            "skipped-examples": skipped,
+            "skipped_examples": skipped,
             "splits": splits.iter().map(|(n, v)| (n.clone(), v.len())).collect::<BTreeMap<_, _>>(),
         });
         Ok(StageOutputs {

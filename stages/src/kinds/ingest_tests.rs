@@ -251,7 +251,7 @@ fn bad_files_fail_naming_the_file_or_are_skipped_and_counted() {
     .unwrap();
     assert_eq!((all.len(), all.info.skipped), (1, 1));
     assert_eq!(
-        out.summary["skipped-examples"][0]
+        out.summary["skipped_examples"][0]
             .as_str()
             .unwrap()
             .split(':')
@@ -478,7 +478,7 @@ fn skip_leaves_out_recordio_records_with_bad_magic_or_length() {
     );
     let (out, all) = run(&stage(&format!("{toml}on-error = \"skip\"\n")), dir.path()).unwrap();
     assert_eq!((all.len(), all.info.skipped), (4, 2));
-    let examples = out.summary["skipped-examples"].to_string();
+    let examples = out.summary["skipped_examples"].to_string();
     assert!(
         examples.contains("record 2")
             && examples.contains("record 5")

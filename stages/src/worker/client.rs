@@ -67,8 +67,10 @@ pub fn run_training(
     })
 }
 
-/// Runs the worker for `job`, forwarding its progress events; returns its
-/// final result. A worker that ends without one has failed.
+/// Runs the worker for `job`, forwarding its events; returns its final
+/// result. A worker that ends without one has failed. The stage's log
+/// gets the worker's stderr and, as JSON lines, every event but the
+/// throttled progress reports.
 pub fn run_worker(cx: &StageContext, job: &WorkerJob) -> Result<WorkerResult, StageError> {
     let spec_path = cx.scratch.join("worker-job.json");
     std::fs::write(
@@ -76,8 +78,12 @@ pub fn run_worker(cx: &StageContext, job: &WorkerJob) -> Result<WorkerResult, St
         serde_json::to_vec_pretty(job).expect("jobs serialize"),
     )
     .map_err(|e| StageError::io("write", &spec_path, e))?;
-    let log = std::fs::File::create(&cx.log).map_err(|e| StageError::io("create", &cx.log, e))?;
-    let mut spawned = spawn(cx, &spec_path, log)?;
+    let mut log = Log::create(&cx.log)?;
+    let stderr = log
+        .file
+        .try_clone()
+        .map_err(|e| StageError::io("open", &cx.log, e))?;
+    let mut spawned = spawn(cx, &spec_path, stderr)?;
     let child = &mut spawned.child;
     let (tx, rx) = std::sync::mpsc::channel();
     let stdout = child.stdout.take().expect("piped");
@@ -89,11 +95,19 @@ pub fn run_worker(cx: &StageContext, job: &WorkerJob) -> Result<WorkerResult, St
         }
     });
     let mut result = None;
-    let mut take = |line: String| match serde_json::from_str::<WorkerEvent>(&line) {
-        Ok(WorkerEvent::TrainResult(r)) => result = Some(WorkerResult::Train(r)),
-        Ok(WorkerEvent::ExtractResult(r)) => result = Some(WorkerResult::Extract(r)),
-        Ok(event) => cx.events.emit(event),
-        Err(e) => tracing_line(cx, &line, &e),
+    let mut take = |line: String| {
+        let event = match serde_json::from_str::<WorkerEvent>(&line) {
+            Ok(event) => event,
+            Err(e) => return log.line(&format!("tuneflow: not a worker event ({e}): {line}")),
+        };
+        if !matches!(event, WorkerEvent::Progress(_)) {
+            log.line(&line);
+        }
+        match event {
+            WorkerEvent::TrainResult(r) => result = Some(WorkerResult::Train(r)),
+            WorkerEvent::ExtractResult(r) => result = Some(WorkerResult::Extract(r)),
+            event => cx.events.emit(event),
+        }
     };
     loop {
         while let Ok(line) = rx.try_recv() {
@@ -129,11 +143,33 @@ pub fn run_worker(cx: &StageContext, job: &WorkerJob) -> Result<WorkerResult, St
     }
 }
 
-/// A line that is not an event goes to the log, not the progress view.
-fn tracing_line(cx: &StageContext, line: &str, e: &serde_json::Error) {
-    use std::io::Write;
-    if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&cx.log) {
-        let _ = writeln!(f, "tuneflow: not a worker event ({e}): {line}");
+/// The stage's log, opened for appending: the worker's stderr shares the
+/// file, and each of the runner's lines is one `write` at the end of the
+/// file (`O_APPEND`), so neither writer overwrites the other and a line
+/// of the runner's is never split.
+struct Log {
+    file: std::fs::File,
+}
+
+impl Log {
+    /// Empties (or creates) the log and opens it for appending.
+    fn create(path: &Path) -> Result<Self, StageError> {
+        std::fs::File::create(path).map_err(|e| StageError::io("create", path, e))?;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| StageError::io("open", path, e))?;
+        Ok(Self { file })
+    }
+
+    /// Appends `line` and a newline in one write (a failed write is
+    /// dropped: the log is for people, the events went on).
+    fn line(&mut self, line: &str) {
+        use std::io::Write;
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        let _ = self.file.write_all(&bytes);
     }
 }
 
@@ -165,4 +201,41 @@ pub fn tail(path: &Path) -> String {
         .iter()
         .map(|l| format!("  | {l}\n"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The runner's lines and a second writer on the same file (as the
+    /// worker's stderr is) all land, whole, none overwritten.
+    #[test]
+    fn log_lines_from_two_writers_stay_whole() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.log");
+        std::fs::write(&path, "left from an earlier attempt\n").unwrap();
+        let mut log = Log::create(&path).unwrap();
+        let mut other = log.file.try_clone().unwrap();
+        let writer = std::thread::spawn(move || {
+            for i in 0..500 {
+                other
+                    .write_all(format!("stderr line {i}\n").as_bytes())
+                    .unwrap();
+            }
+        });
+        for i in 0..500 {
+            log.line(&format!("{{\"event\":\"epoch\",\"epoch\":{i}}}"));
+        }
+        writer.join().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1000, "an earlier attempt's log is emptied");
+        let events = lines.iter().filter(|l| l.starts_with("{\"event\"")).count();
+        let stderr = lines
+            .iter()
+            .filter(|l| l.starts_with("stderr line"))
+            .count();
+        assert_eq!((events, stderr), (500, 500));
+    }
 }

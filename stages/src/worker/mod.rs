@@ -6,6 +6,7 @@
 //! The artifact formats the jobs read and write are in [`crate::formats`].
 
 pub mod client;
+pub mod progress;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -162,6 +163,52 @@ pub struct ExtractResult {
     pub trials: bool,
 }
 
+/// What part of a job a [`BatchProgress`] counts batches of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Training batches of an epoch.
+    Train,
+    /// Validation batches after an epoch's training.
+    Val,
+    /// An extract job's batches (one epoch).
+    Extract,
+}
+
+/// A job's position: batch `batch` of `batches` in `phase` of epoch
+/// `epoch` of `epochs` (an extract job is epoch 1 of 1).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BatchProgress {
+    /// What the batches are.
+    pub phase: Phase,
+    /// Epoch, from 1.
+    pub epoch: u64,
+    /// Epochs in the run.
+    pub epochs: u64,
+    /// Batches done in this phase of the epoch.
+    pub batch: u64,
+    /// Batches in this phase of the epoch.
+    pub batches: u64,
+    /// Seconds left for every remaining batch of every remaining epoch at
+    /// the rate of this attempt so far (none before a first batch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eta_s: Option<f64>,
+}
+
+/// The last finished epoch a training job's checkpoint folder holds, if
+/// any: the worker names each checkpoint [`checkpoint_name`] and points the
+/// file `latest` at the newest by rename, so the runner can tell where a
+/// rerun resumes without reading the checkpoint.
+pub fn checkpointed_epoch(dir: &std::path::Path) -> Option<u64> {
+    let name = std::fs::read_to_string(dir.join("latest")).ok()?;
+    name.trim().strip_prefix("epoch-")?.parse().ok()
+}
+
+/// The folder name of epoch `epoch`'s checkpoint.
+pub fn checkpoint_name(epoch: u64) -> String {
+    format!("epoch-{epoch:06}")
+}
+
 /// A line the worker prints.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
@@ -184,6 +231,9 @@ pub enum WorkerEvent {
         /// Epochs in the run.
         epochs: u64,
     },
+    /// Where a training or extract job is inside its epoch: throttled by
+    /// the worker to a few per second, shown as a bar, never logged.
+    Progress(BatchProgress),
     /// A training job ended.
     TrainResult(TrainResult),
     /// An extract job ended.
@@ -224,5 +274,33 @@ mod tests {
         assert_eq!(v["epoch"], 2);
         assert_eq!(v["epochs"], 5);
         assert_eq!(serde_json::from_str::<WorkerEvent>(&line).unwrap(), e);
+    }
+
+    #[test]
+    fn progress_events_are_flat_snake_case_lines() {
+        let e = WorkerEvent::Progress(BatchProgress {
+            phase: Phase::Val,
+            epoch: 3,
+            epochs: 15,
+            batch: 12,
+            batches: 50,
+            eta_s: Some(62.5),
+        });
+        let line = e.to_line();
+        assert_eq!(
+            line,
+            r#"{"event":"progress","phase":"val","epoch":3,"epochs":15,"batch":12,"batches":50,"eta_s":62.5}"#
+        );
+        assert_eq!(serde_json::from_str::<WorkerEvent>(&line).unwrap(), e);
+    }
+
+    #[test]
+    fn the_checkpointed_epoch_is_read_from_latest() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(checkpointed_epoch(dir.path()), None);
+        std::fs::write(dir.path().join("latest"), checkpoint_name(3)).unwrap();
+        assert_eq!(checkpointed_epoch(dir.path()), Some(3));
+        std::fs::write(dir.path().join("latest"), "junk").unwrap();
+        assert_eq!(checkpointed_epoch(dir.path()), None);
     }
 }
