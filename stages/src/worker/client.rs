@@ -192,11 +192,15 @@ fn spawn(
         .map_err(|e| StageError::io("start", "tuneflow-torch", e))
 }
 
-/// The last lines of a log, indented, for failure messages.
+/// The last lines of a log, indented, for failure messages; the worker's
+/// event lines (the epochs) are left out.
 pub fn tail(path: &Path) -> String {
     let mut text = String::new();
     let _ = std::fs::File::open(path).and_then(|mut f| f.read_to_string(&mut text));
-    let lines: Vec<&str> = text.lines().collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("{\"event\":"))
+        .collect();
     lines[lines.len().saturating_sub(20)..]
         .iter()
         .map(|l| format!("  | {l}\n"))
@@ -237,5 +241,8 @@ mod tests {
             .filter(|l| l.starts_with("stderr line"))
             .count();
         assert_eq!((events, stderr), (500, 500));
+        let tail = tail(&path);
+        assert_eq!(tail.lines().count(), 20);
+        assert!(!tail.contains("event"), "{tail}");
     }
 }
