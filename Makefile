@@ -12,7 +12,7 @@ $(error scripts/ensure-libtorch.sh failed; see its message above)
 endif
 BIN := $(CARGO_TARGET_DIR)/release/tuneflow
 
-.PHONY: build test demo lint fmt bench deps
+.PHONY: build test demo image-to-voice lint fmt bench deps
 
 # Debian packages the fixtures need (espeak-ng voices, sox resampling),
 # installed only when a command is missing.
@@ -32,6 +32,11 @@ test: deps
 
 demo: deps build
 	scripts/demo.sh "$(BIN)"
+
+# Face-to-voice transfer on the fixtures (pipelines/image-to-voice.toml):
+# image vs speaker pretraining vs scratch, mean ± std over I2V_SEEDS.
+image-to-voice: deps build
+	scripts/image-to-voice.sh "$(BIN)"
 
 lint:
 	cargo fmt --all --check
