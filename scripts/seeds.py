@@ -2,7 +2,7 @@
 """Any pipeline's evaluations over seeds: each variant's metrics per seed,
 then mean ± std, and each variant's gain over its baseline.
 
-usage: seeds.py TUNEFLOW PIPELINE SEED [SEED ...]
+usage: seeds.py TUNEFLOW PIPELINE SEED [SEED ...] [-- --set KEY=VALUE ...]
 
 Runs `TUNEFLOW run PIPELINE --set pipeline.seed=N` for each seed (a seed
 already run is all cache hits, and its time is then the cache's), then
@@ -11,7 +11,9 @@ per evaluate stage; each names its model and its baseline by their
 labels) and every `pretrain` stage's last validation accuracy with
 `tuneflow export`. A variant is a label: the same label in two evaluate
 stages (the shared baseline) is the same embeddings, counted once per
-seed. Prints Markdown tables. Exits 1 if a run fails. Standard library
+seed. Arguments after `--` go to every `tuneflow` call (e.g. `--set
+pretrain.epochs=8`: a variant of the recipe over the same seeds). Prints
+Markdown tables. Exits 1 if a run fails. Standard library
 only (Python 3.11: tomllib). `scripts/demo_seeds.py` is the demo's
 two-variant form of the same table.
 """
@@ -35,8 +37,11 @@ METRICS = [
 LOWER_IS_BETTER = {"eer"}
 
 
+EXTRA = []
+
+
 def tuneflow(binary, *args):
-    return subprocess.run([binary, *args], capture_output=True, text=True)
+    return subprocess.run([binary, *args, *EXTRA], capture_output=True, text=True)
 
 
 def run_seed(binary, pipeline, seed):
@@ -144,13 +149,17 @@ def print_summary(per_seed):
 
 
 def main():
-    if len(sys.argv) < 4:
+    argv = sys.argv[1:]
+    if "--" in argv:
+        EXTRA.extend(argv[argv.index("--") + 1:])
+        argv = argv[:argv.index("--")]
+    if len(argv) < 3:
         sys.exit(__doc__)
-    binary, pipeline = sys.argv[1], sys.argv[2]
+    binary, pipeline = argv[0], argv[1]
     try:
-        seeds = [int(s) for s in sys.argv[3:]]
+        seeds = [int(s) for s in argv[2:]]
     except ValueError:
-        sys.exit(f"seeds must be integers, got: {' '.join(sys.argv[3:])}")
+        sys.exit(f"seeds must be integers, got: {' '.join(argv[2:])}")
     per_seed = []
     for seed in seeds:
         secs, ran = run_seed(binary, pipeline, seed)
