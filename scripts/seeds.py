@@ -114,38 +114,47 @@ def print_per_seed(seeds, per_seed):
 
 
 def print_summary(per_seed):
-    """Mean ± std per variant, then each model's gain over its baseline."""
-    variants, gains = {}, {}
+    """Mean ± std per variant, then each model's gain over its baseline. A
+    variant is a label on one set of trials: the same label on other trials
+    (digits.toml's test split and its pair file) is another row."""
+    variants, gains, shown = {}, {}, {}
     for reports, _ in per_seed:
-        seen = set()
         for report, (label, base, m) in reports.items():
+            trials = (m["trials"]["count"], m["trials"]["source"])
             for name in [label] + ([base] if base else []):
-                if name not in seen:
-                    seen.add(name)
-                    for k, _, _, _ in keys_of(m[name]):
-                        variants.setdefault(name, {}).setdefault(k, []).append(m[name][k])
+                key = (name, trials)
+                shown.setdefault(key, report)
+                if shown[key] != report:
+                    continue
+                for k, _, _, _ in keys_of(m[name]):
+                    variants.setdefault(key, {}).setdefault(k, []).append(m[name][k])
             if base:
                 for k, _, _, _ in keys_of(m[label]):
                     sign = -1 if k in LOWER_IS_BETTER else 1
-                    gains.setdefault((label, base), {}).setdefault(k, []).append(
+                    gains.setdefault((label, base, report), {}).setdefault(k, []).append(
                         sign * (m[label][k] - m[base][k]))
+    labels = [name for name, _ in variants]
+    title = {key: key[0] if labels.count(key[0]) == 1 else f"{key[0]} ({shown[key]})"
+             for key in variants}
+    several = len({r for _, _, r in gains}) > 1 and len({(a, b) for a, b, _ in gains}) < len(gains)
     keys = [k for k in METRICS if any(k[0] in v for v in variants.values())]
     n = len(per_seed)
     print(f"\nmean ± std over {n} seeds:\n")
     print("| variant | " + " | ".join(t for _, t, _, _ in keys) + " |")
     print("|---" * (1 + len(keys)) + "|")
-    for name, v in variants.items():
+    for key, v in variants.items():
         cells = [mean_std(v[k], s, d) if k in v else "" for k, _, s, d in keys]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+        print(f"| {title[key]} | " + " | ".join(cells) + " |")
     if gains:
         print("\ngain over the baseline (EER in points, lower EER counts as a gain), "
               "mean ± std and seeds won:\n")
         print("| variant vs baseline | " + " | ".join(t for _, t, _, _ in keys) + " |")
         print("|---" * (1 + len(keys)) + "|")
-        for (label, base), g in gains.items():
+        for (label, base, report), g in gains.items():
             cells = [f"{mean_std(g[k], s, d)} ({sum(1 for x in g[k] if x > 0)}/{n})"
                      if k in g else "" for k, _, s, d in keys]
-            print(f"| {label} vs {base} | " + " | ".join(cells) + " |")
+            where = f" ({report})" if several else ""
+            print(f"| {label} vs {base}{where} | " + " | ".join(cells) + " |")
 
 
 def main():
