@@ -31,8 +31,7 @@ type Tensors = BTreeMap<String, (TensorInfo, Vec<f32>)>;
 fn weights(f: &Fixture, stage: &str) -> (Tensors, serde_json::Value) {
     let to = format!("export-{stage}");
     let mut args = vec!["export", "p.toml", stage, "--to", &to];
-    let sets: Vec<String> = SMALL.iter().map(|s| s.to_string()).collect();
-    for s in &sets {
+    for s in SMALL {
         args.extend(["--set", s]);
     }
     let r = f.tuneflow(&args);
