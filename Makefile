@@ -12,7 +12,7 @@ $(error scripts/ensure-libtorch.sh failed; see its message above)
 endif
 BIN := $(CARGO_TARGET_DIR)/release/tuneflow
 
-.PHONY: build test demo lint fmt bench deps
+.PHONY: build test demo demo-associate lint fmt bench deps
 
 # Debian packages the fixtures need (espeak-ng voices, sox resampling),
 # installed only when a command is missing.
@@ -32,6 +32,10 @@ test: deps
 
 demo: deps build
 	scripts/demo.sh "$(BIN)"
+
+# Voice-face association: the real pairing against the shuffled control.
+demo-associate: deps build
+	scripts/demo-associate.sh "$(BIN)"
 
 lint:
 	cargo fmt --all --check

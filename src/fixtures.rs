@@ -86,7 +86,7 @@ pub struct FixtureArgs {
     #[arg(long)]
     pub no_digits: bool,
     /// Identities of the paired voice-face corpus (`paired/`).
-    #[arg(long, default_value_t = 48)]
+    #[arg(long, default_value_t = 96)]
     pub paired_identities: usize,
     /// Face images per identity of the paired corpus.
     #[arg(long, default_value_t = 4)]

@@ -4,6 +4,8 @@
 mod agree;
 mod artifacts;
 #[cfg(feature = "torch")]
+mod associate;
+#[cfg(feature = "torch")]
 mod byo;
 mod cache;
 mod data;

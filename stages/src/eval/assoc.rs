@@ -206,7 +206,11 @@ pub fn fusion_weight(dev: &[FusedTrial]) -> Option<f64> {
     for step in 0..=20 {
         let w = f64::from(step) / 20.0;
         let (eer, _) = eer_auc(&fuse(dev, w))?;
-        if best.map_or(true, |(_, b)| eer < b - 1e-12) {
+        let better = match best {
+            None => true,
+            Some((_, b)) => eer < b - 1e-12,
+        };
+        if better {
             best = Some((w, eer));
         }
     }

@@ -287,7 +287,7 @@ pub fn split_identities(
     }
     let mut order = ids.to_vec();
     order.sort();
-    Rng::from_parts(&[seed as u64, 0x7370_6c69_74]).shuffle(&mut order);
+    Rng::from_parts(&[seed as u64, 0x0073_706c_6974]).shuffle(&mut order);
     let train = order.split_off(n_test + n_dev);
     let dev_ids = order.split_off(n_test);
     Ok([train, dev_ids, order])
