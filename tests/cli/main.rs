@@ -5,6 +5,8 @@ mod agree;
 mod artifacts;
 mod browser;
 #[cfg(feature = "torch")]
+mod associate;
+#[cfg(feature = "torch")]
 mod byo;
 mod cache;
 mod data;

@@ -2,6 +2,7 @@
 //! training loop the `tuneflow-torch` worker runs.
 
 pub mod amp;
+pub mod associate;
 pub mod bench;
 pub mod checkpoint;
 pub mod extract;

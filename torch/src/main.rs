@@ -89,6 +89,7 @@ fn exec(spec: &std::path::Path) -> Result<(), String> {
     match &job {
         WorkerJob::Pretrain(j) | WorkerJob::FineTune(j) => tuneflow_torch::train::run(j),
         WorkerJob::Extract(j) => tuneflow_torch::extract::run(j),
+        WorkerJob::Associate(j) => tuneflow_torch::associate::run(j),
     }
 }
 

@@ -7,6 +7,7 @@
 //! Kinds never import each other; what they share lives in `params`,
 //! `formats`, `train`, `worker`, `eval` and `data`.
 
+pub mod associate;
 pub mod augment;
 pub mod command;
 pub mod evaluate;
@@ -115,6 +116,12 @@ pub static KINDS: &[KindInfo] = &[
         false,
         Some("metrics"),
         "identification and verification metrics",
+    ),
+    KindInfo::of::<associate::Associate>(
+        associate::build,
+        true,
+        Some("metrics"),
+        "joint space of two modalities; cross-modal measures",
     ),
 ];
 

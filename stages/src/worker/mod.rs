@@ -27,6 +27,8 @@ pub enum WorkerJob {
     FineTune(TrainJob),
     /// Embeddings of a model for every item of a dataset.
     Extract(ExtractJob),
+    /// Projection heads of two modalities into a joint space.
+    Associate(AssociateJob),
 }
 
 /// A training stage's job.
@@ -90,6 +92,59 @@ pub struct ExtractJob {
     pub device: Device,
 }
 
+/// How to train the projection heads of an `associate` stage.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AssociateConfig {
+    /// Size of the joint space.
+    pub dim: usize,
+    /// Hidden units of each head (0: a linear head).
+    pub hidden: usize,
+    /// `contrastive` (symmetric InfoNCE over the identities of a batch) or
+    /// `triplet` (hardest negative in the batch, both directions).
+    pub loss: String,
+    /// Contrastive temperature.
+    pub temperature: f64,
+    /// Triplet margin (on cosine similarity).
+    pub margin: f64,
+    /// Epochs.
+    pub epochs: u64,
+    /// Identities per batch.
+    pub batch: usize,
+    /// AdamW learning rate (constant).
+    pub lr: f64,
+    /// AdamW decoupled weight decay.
+    pub weight_decay: f64,
+}
+
+/// An `associate` stage's job: train on the `train` identities, report
+/// the `dev` ones per epoch, and project every row of both modalities.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AssociateJob {
+    /// The stage's name.
+    pub stage: String,
+    /// How to train.
+    pub config: AssociateConfig,
+    /// Embeddings of the first modality (an `embeddings` artifact).
+    pub a: Files,
+    /// Embeddings of the second modality.
+    pub b: Files,
+    /// Training identities: (class in `a`, class in `b`).
+    pub train: Vec<(String, String)>,
+    /// Development identities (validation numbers per epoch).
+    pub dev: Vec<(String, String)>,
+    /// Where to write `heads.safetensors`, `a.f32`, `b.f32` (projected,
+    /// L2-normalised, one row per input row) and `metrics.json`.
+    pub out: PathBuf,
+    /// Where checkpoints live across attempts.
+    pub checkpoints: PathBuf,
+    /// The seed of every random choice.
+    pub seed: i64,
+    /// Where to train.
+    pub device: Device,
+}
+
 impl WorkerJob {
     /// The stage kind this job runs.
     pub fn kind(&self) -> &'static str {
@@ -97,6 +152,7 @@ impl WorkerJob {
             Self::Pretrain(_) => "pretrain",
             Self::FineTune(_) => "fine-tune",
             Self::Extract(_) => "extract",
+            Self::Associate(_) => "associate",
         }
     }
 }
