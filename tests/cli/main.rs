@@ -3,9 +3,9 @@
 
 mod agree;
 mod artifacts;
-mod browser;
 #[cfg(feature = "torch")]
 mod associate;
+mod browser;
 #[cfg(feature = "torch")]
 mod byo;
 mod cache;
