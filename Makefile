@@ -12,7 +12,7 @@ $(error scripts/ensure-libtorch.sh failed; see its message above)
 endif
 BIN := $(CARGO_TARGET_DIR)/release/tuneflow
 
-.PHONY: build test demo lint fmt bench deps browser
+.PHONY: build test demo image-to-voice lint fmt bench deps browser
 
 # Debian packages the fixtures need (espeak-ng voices, sox resampling),
 # installed only when a command is missing.
@@ -38,6 +38,11 @@ test: deps browser
 
 demo: deps build
 	scripts/demo.sh "$(BIN)"
+
+# Face-to-voice transfer on the fixtures (pipelines/image-to-voice.toml):
+# image vs speaker pretraining vs scratch, mean ± std over I2V_SEEDS.
+image-to-voice: deps build
+	scripts/image-to-voice.sh "$(BIN)"
 
 lint:
 	cargo fmt --all --check

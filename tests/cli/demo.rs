@@ -12,7 +12,7 @@ use crate::harness::Fixture;
 
 /// The speaker corpus, built once per machine (it takes about 20 s) in a
 /// stable folder outside the clone, like the libtorch venv.
-fn corpus() -> PathBuf {
+pub(crate) fn corpus() -> PathBuf {
     built("demo", "--no-digits")
 }
 
@@ -254,7 +254,7 @@ fn test_fixtures() -> PathBuf {
 }
 
 /// The MNIST digits, built once per machine beside the speaker corpus.
-fn digits() -> PathBuf {
+pub(crate) fn digits() -> PathBuf {
     built("digits", "--no-speakers")
 }
 

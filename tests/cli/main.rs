@@ -15,6 +15,8 @@ mod fuzz_pipeline;
 mod harness;
 mod history;
 mod hostile;
+#[cfg(feature = "torch")]
+mod image_to_voice;
 mod invalid;
 mod layers;
 #[cfg(feature = "torch")]
