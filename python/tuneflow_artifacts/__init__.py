@@ -25,8 +25,8 @@ from ._common import ArtifactError
 from .dataset import (Dataset, DatasetInfo, Item, read_dataset, write_dataset,
                       write_dataset_splits)
 from .embeddings import Embeddings, read_embeddings, read_export, write_embeddings
-from .metrics import (Plot, check_metrics, flatten_metrics, list_plots, read_metrics,
-                      write_metrics, write_plots)
+from .metrics import (Plot, check_metrics, flatten_metrics, list_plots, read_curves,
+                      read_metrics, write_metrics, write_plots)
 from .model import Model, architecture, check_config, read_model, resolve, write_model
 from .policy import check_policy, read_policy, write_policy
 from .trials import parse_trials
@@ -34,7 +34,8 @@ from .trials import parse_trials
 __all__ = [
     "ArtifactError", "Dataset", "DatasetInfo", "Item", "read_dataset", "write_dataset",
     "write_dataset_splits", "Embeddings", "read_embeddings", "write_embeddings", "read_export",
-    "Plot", "check_metrics", "flatten_metrics", "list_plots", "read_metrics", "write_metrics",
+    "Plot", "check_metrics", "flatten_metrics", "list_plots", "read_curves", "read_metrics",
+    "write_metrics",
     "write_plots", "Model", "architecture", "check_config", "read_model", "resolve",
     "write_model", "check_policy", "read_policy", "write_policy", "parse_trials",
 ]

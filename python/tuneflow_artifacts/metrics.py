@@ -16,11 +16,12 @@ when no DejaVu Sans font was found.
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Union
+from typing import Any, Dict, List, Mapping, Tuple, Union
 
 from ._common import (ArtifactError, check_str, check_str_list, check_uint, dump_json, fail,
                       is_int, read_json, write_bytes)
@@ -135,10 +136,28 @@ def list_plots(path: Union[str, os.PathLike]) -> List[Plot]:
         raise ArtifactError(f"{path}: not a folder (a `plots` output is a folder of PNGs)")
     out = []
     for p in sorted(path.iterdir()):
+        if p.name == "curves.json" and p.is_file():
+            continue  # the curves' operating points (read_curves)
         if not p.is_file() or p.suffix != ".png":
-            fail(str(p), "a plots folder holds only .png files")
+            fail(str(p), "a plots folder holds only .png files (and curves.json)")
         w, h = png_size(p.read_bytes()[:24], str(p))
         out.append(Plot(p.name, p, w, h))
+    return out
+
+
+def read_curves(path: Union[str, os.PathLike]) -> Dict[str, List[Tuple[float, float]]]:
+    """The operating points ``evaluate`` keeps in a ``plots`` folder's
+    ``curves.json``: label -> [(far, frr), ...] (empty when absent)."""
+    f = Path(path) / "curves.json"
+    if not f.is_file():
+        return {}
+    obj = json.loads(f.read_bytes())
+    out = {}
+    for c in obj.get("curves", []):
+        pts = [(float(a), float(b)) for a, b in c["points"]]
+        if not all(0.0 <= x <= 1.0 for p in pts for x in p):
+            fail(str(f), "every point is [far, frr], rates in 0..1")
+        out[str(c["label"])] = pts
     return out
 
 

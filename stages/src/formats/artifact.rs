@@ -131,8 +131,41 @@ fn json_type(v: &serde_json::Value) -> &'static str {
     }
 }
 
+/// The file in a plots folder that holds the curves' operating points
+/// (`evaluate` writes it; `tuneflow report` draws from it).
+pub const CURVES: &str = "curves.json";
+
+/// `curves.json`: `{"curves": [{"label": "...", "points": [[far, frr],
+/// ...]}]}`, rates in 0..1.
+fn check_curves(path: &Path) -> Result<(), String> {
+    let bad = |why: &str| format!("`{CURVES}`: {why}");
+    let bytes = std::fs::read(path).map_err(|e| bad(&e.to_string()))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| bad(&format!("not JSON: {e}")))?;
+    let curves = v["curves"]
+        .as_array()
+        .ok_or_else(|| bad("expected {\"curves\": [...]}"))?;
+    for c in curves {
+        if !c["label"].is_string() {
+            return Err(bad("each curve needs a string `label`"));
+        }
+        let points = c["points"]
+            .as_array()
+            .ok_or_else(|| bad("each curve needs `points`: [[far, frr], ...]"))?;
+        let rate = |x: &serde_json::Value| x.as_f64().is_some_and(|r| (0.0..=1.0).contains(&r));
+        if !points.iter().all(|p| {
+            p.as_array()
+                .is_some_and(|p| p.len() == 2 && p.iter().all(rate))
+        }) {
+            return Err(bad("every point is [far, frr], both rates in 0..1"));
+        }
+    }
+    Ok(())
+}
+
 /// A plots folder: at least one file, every file a PNG or an SVG image
-/// (told by its bytes, not its name), no subfolders.
+/// (told by its bytes, not its name), no subfolders; and optionally
+/// [`CURVES`], the curves' points.
 fn check_plots(dir: &Path) -> Result<(), String> {
     let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list it: {e}"))?;
     let mut count = 0;
@@ -144,6 +177,10 @@ fn check_plots(dir: &Path) -> Result<(), String> {
             return Err(format!(
                 "`{name}` is not a file (plots are PNG or SVG files)"
             ));
+        }
+        if name == CURVES {
+            check_curves(&path)?;
+            continue;
         }
         let mut head = [0u8; 512];
         let n = std::io::Read::read(
@@ -197,6 +234,19 @@ mod tests {
         std::fs::write(plots.join("a.svg"), "<?xml version=\"1.0\"?><svg></svg>").unwrap();
         std::fs::write(plots.join("b.png"), b"\x89PNG\r\n\x1a\nrest").unwrap();
         ArtifactType::Plots.check(&plots).unwrap();
+        std::fs::write(
+            plots.join(CURVES),
+            r#"{"curves":[{"label":"m","points":[[0,1],[0.5,0.25]]}]}"#,
+        )
+        .unwrap();
+        ArtifactType::Plots.check(&plots).unwrap();
+        std::fs::write(
+            plots.join(CURVES),
+            r#"{"curves":[{"label":"m","points":[[0,2]]}]}"#,
+        )
+        .unwrap();
+        assert!(ArtifactType::Plots.check(&plots).is_err());
+        std::fs::remove_file(plots.join(CURVES)).unwrap();
         std::fs::write(plots.join("c.png"), "not an image").unwrap();
         let e = ArtifactType::Plots.check(&plots).unwrap_err();
         assert!(e.contains("`c.png`"), "{e}");

@@ -426,7 +426,7 @@ impl Kind for Evaluate {
         let path = cx.scratch.join("metrics.json");
         std::fs::write(&path, serde_json::to_vec_pretty(&report).expect("json"))
             .map_err(|e| StageError::io("write", &path, e))?;
-        write_curves(&out.join("curves.json"), &curves)?;
+        write_curves(&out.join(crate::formats::artifact::CURVES), &curves)?;
         let plotted = self.plot(&out, &curves, inputs)?;
         Ok(StageOutputs {
             paths: vec![("metrics".into(), path), ("plots".into(), out)],
