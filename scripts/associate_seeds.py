@@ -13,15 +13,12 @@ library only.
 """
 import json
 import statistics
-import subprocess
 import sys
 import time
 
+from seeds import mean_std, tuneflow
+
 STAGES = [("associate", "real pairing"), ("control", "shuffled control")]
-
-
-def tuneflow(binary, *args):
-    return subprocess.run([binary, *args], capture_output=True, text=True)
 
 
 def measures(binary, pipeline, seed):
@@ -45,11 +42,6 @@ def measures(binary, pipeline, seed):
 def row(m):
     match = (m["voice2face_match"] + m["face2voice_match"]) / 2
     return match, m["cross_eer"], (m["voice2face_top1"] + m["face2voice_top1"]) / 2
-
-
-def mean_std(values, scale=1.0, digits=3):
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{scale * statistics.mean(values):.{digits}f} ± {scale * sd:.{digits}f}"
 
 
 def main():

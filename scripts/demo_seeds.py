@@ -13,26 +13,10 @@ transfer wins in both top-1 and EER. Standard library only.
 """
 import json
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
-
-def tuneflow(binary, *args):
-    return subprocess.run([binary, *args], capture_output=True, text=True)
-
-
-def run_seed(binary, pipeline, seed):
-    t0 = time.time()
-    r = tuneflow(binary, "run", pipeline, "--json", "--set", f"pipeline.seed={seed}")
-    if r.returncode != 0:
-        sys.stderr.write(r.stdout[-4000:] + r.stderr[-4000:])
-        sys.exit(f"seed {seed}: `tuneflow run` failed (exit {r.returncode})")
-    events = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
-    ran = sum(1 for e in events if e.get("event") == "stage-finished")
-    return time.time() - t0, ran
+from seeds import mean_std, run_seed, tuneflow
 
 
 def read_seed(binary, pipeline, seed):
@@ -49,11 +33,6 @@ def read_seed(binary, pipeline, seed):
         with open(os.path.join(to, "metrics.json")) as f:
             curve = [e["val_acc"] for e in json.load(f)["epochs"]]
     return report, curve
-
-
-def mean_std(values, digits=3):
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
 
 
 def main():
@@ -83,9 +62,9 @@ def main():
     gains = [r[2] - r[4] for r in rows]
     eer_gains = [100 * (r[5] - r[3]) for r in rows]
     print(f"| mean ± std | {mean_std(col(1))} | {mean_std(col(2))} | "
-          f"{mean_std([100 * x for x in col(3)], 1)} % | {mean_std(col(4))} | "
-          f"{mean_std([100 * x for x in col(5)], 1)} % | {mean_std(gains)} | "
-          f"{mean_std(eer_gains, 1)} |")
+          f"{mean_std([100 * x for x in col(3)], digits=1)} % | {mean_std(col(4))} | "
+          f"{mean_std([100 * x for x in col(5)], digits=1)} % | {mean_std(gains)} | "
+          f"{mean_std(eer_gains, digits=1)} |")
     wins = sum(1 for r in rows if r[2] > r[4] and r[3] < r[5])
     print(f"\ntransfer beats scratch in top-1 and EER on {wins} of {len(rows)} seeds; "
           f"pretraining validation accuracy {min(col(1)):.2f}-{max(col(1)):.2f}")

@@ -11,29 +11,11 @@ use crate::harness::Fixture;
 /// The paired corpus, built once per machine beside the other test
 /// fixtures.
 fn paired() -> PathBuf {
-    let dir = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"))
-        .join("tuneflow/test-fixtures/paired");
-    let out = std::process::Command::new(crate::harness::bin())
-        .args(["fixtures", "--no-speakers", "--no-digits", "--out"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dir
+    crate::demo::built("paired", &["--no-speakers", "--no-digits"])
 }
 
 fn unseen(r: &crate::harness::Run, stage: &str) -> serde_json::Value {
-    r.events()
-        .into_iter()
-        .find(|e| e["event"] == "stage-finished" && e["stage"] == stage)
-        .unwrap_or_else(|| panic!("{stage} did not run"))["summary"]["evaluate"]["unseen"]
-        .clone()
+    crate::demo::finished(r, stage)["summary"]["evaluate"]["unseen"].clone()
 }
 
 fn num(m: &serde_json::Value, key: &str) -> f64 {

@@ -13,14 +13,18 @@ use crate::harness::Fixture;
 /// The speaker corpus, built once per machine (it takes about 20 s) in a
 /// stable folder outside the clone, like the libtorch venv.
 pub(crate) fn corpus() -> PathBuf {
-    built("demo", "--no-digits")
+    built("demo", &["--no-digits", "--no-paired"])
 }
 
 /// `tuneflow fixtures <skip> --out` a folder of the per-machine fixtures.
-fn built(name: &str, skip: &str) -> PathBuf {
+/// The fixtures `tuneflow fixtures` builds without the parts `skips`
+/// names, once per machine in the test-fixtures folder `name`.
+pub(crate) fn built(name: &str, skips: &[&str]) -> PathBuf {
     let dir = test_fixtures().join(name);
     let out = std::process::Command::new(crate::harness::bin())
-        .args(["fixtures", skip, "--out"])
+        .arg("fixtures")
+        .args(skips)
+        .arg("--out")
         .arg(&dir)
         .output()
         .unwrap();
@@ -32,7 +36,8 @@ fn built(name: &str, skip: &str) -> PathBuf {
     dir
 }
 
-fn finished(r: &crate::harness::Run, stage: &str) -> serde_json::Value {
+/// The `stage-finished` event of `stage`.
+pub(crate) fn finished(r: &crate::harness::Run, stage: &str) -> serde_json::Value {
     r.events()
         .into_iter()
         .find(|e| e["event"] == "stage-finished" && e["stage"] == stage)
@@ -255,7 +260,7 @@ fn test_fixtures() -> PathBuf {
 
 /// The MNIST digits, built once per machine beside the speaker corpus.
 pub(crate) fn digits() -> PathBuf {
-    built("digits", "--no-speakers")
+    built("digits", &["--no-speakers", "--no-paired"])
 }
 
 /// The image track (`pipelines/digits.toml`: digits 0-4 -> 5-9, five

@@ -5,7 +5,7 @@ use crate::harness::Fixture;
 
 /// A stage whose typed `metrics` output reports `acc` = the learning
 /// rate (so each variant has its own value).
-const SCORED: &str = r#"
+pub(crate) const SCORED: &str = r#"
 [params]
 lr = 0.3
 

@@ -3,24 +3,7 @@
 
 use crate::browser;
 use crate::harness::Fixture;
-
-/// Two stages: the second's typed `metrics` output reports `acc` = the
-/// learning rate.
-const SCORED: &str = r#"
-[params]
-lr = 0.3
-
-[stage.train]
-kind = "command"
-cmd = "mkdir -p out && echo ${params.lr} > out/model.txt"
-outs = ["out/model.txt"]
-
-[stage.score]
-kind = "command"
-cmd = '''printf '{"acc": %s, "loss": 1}' "$(cat out/model.txt)" > out/m.json'''
-deps = ["out/model.txt"]
-outs = { m = { path = "out/m.json", type = "metrics" } }
-"#;
+use crate::history::SCORED;
 
 fn run_ids(f: &Fixture) -> Vec<String> {
     let r = f.tuneflow(&["runs", "p.toml", "--json"]);

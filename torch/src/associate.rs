@@ -298,18 +298,7 @@ fn write_outputs(
     put("a.f32", &f32_bytes(&za)?)?;
     put("b.f32", &f32_bytes(&zb)?)?;
     checkpoint::save_sorted(&heads.vs, &out.join("heads.safetensors"))?;
-    // Timing stays out of the outputs: the same training gives the same bytes.
-    let history: Vec<serde_json::Value> = progress
-        .history
-        .iter()
-        .map(|e| {
-            let mut v = serde_json::to_value(e).expect("stats serialize");
-            let o = v.as_object_mut().expect("a struct");
-            o.remove("samples_per_s");
-            o.remove("data_wait_share");
-            v
-        })
-        .collect();
+    let history = EpochStats::stored(&progress.history);
     put(
         "metrics.json",
         &serde_json::to_vec_pretty(

@@ -363,20 +363,7 @@ fn write_outputs(
         "config.json",
         &serde_json::to_value(&config).expect("configs serialize"),
     )?;
-    // Timing stays out of the outputs (it is in the events and the summary):
-    // the same training must give the same bytes, or reruns and early
-    // cutoff could never match.
-    let history: Vec<serde_json::Value> = progress
-        .history
-        .iter()
-        .map(|e| {
-            let mut v = serde_json::to_value(e).expect("stats serialize");
-            let o = v.as_object_mut().expect("a struct");
-            o.remove("samples_per_s");
-            o.remove("data_wait_share");
-            v
-        })
-        .collect();
+    let history = EpochStats::stored(&progress.history);
     let best_epoch = progress.best.map(|(e, _)| e);
     write(
         "metrics.json",

@@ -179,6 +179,25 @@ pub struct EpochStats {
     pub data_wait_share: f64,
 }
 
+impl EpochStats {
+    /// The epochs as a model's `metrics.json` stores them: without the
+    /// timing (it is in the events and the summary), so that the same
+    /// training gives the same bytes, or reruns and early cutoff could
+    /// never match.
+    pub fn stored(history: &[Self]) -> Vec<serde_json::Value> {
+        history
+            .iter()
+            .map(|e| {
+                let mut v = serde_json::to_value(e).expect("stats serialize");
+                let o = v.as_object_mut().expect("a struct");
+                o.remove("samples_per_s");
+                o.remove("data_wait_share");
+                v
+            })
+            .collect()
+    }
+}
+
 /// The validation numbers of the restored best epoch.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ValNumbers {
