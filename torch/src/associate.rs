@@ -395,6 +395,7 @@ mod tests {
 
     #[test]
     fn a_resumed_run_is_bit_identical_to_an_uninterrupted_one() {
+        let _rng = crate::torch_rng();
         for loss in ["contrastive", "triplet"] {
             let root = tempfile::tempdir().unwrap();
             let whole = job(root.path(), "whole", 6, loss);

@@ -174,6 +174,7 @@ mod tests {
 
     #[test]
     fn arcface_logits_match_the_formula() {
+        let _rng = crate::torch_rng();
         let cos_v = [0.8f32, -0.3, 0.1, -0.95, 0.5, -0.2];
         let cos = Tensor::from_slice(&cos_v).reshape([3, 2]);
         let y = Tensor::from_slice(&[0i64, 1, 0]);
@@ -205,6 +206,7 @@ mod tests {
 
     #[test]
     fn cosface_logits_match_the_formula() {
+        let _rng = crate::torch_rng();
         let cos = Tensor::from_slice(&[0.6f32, 0.2, -0.4, 0.9]).reshape([2, 2]);
         let y = Tensor::from_slice(&[1i64, 1]);
         let got = values(&margin_logits(&cos, &y, &cfg("cosface", false)));
@@ -221,6 +223,7 @@ mod tests {
 
     #[test]
     fn label_smoothing_matches_the_formula() {
+        let _rng = crate::torch_rng();
         let logits = Tensor::from_slice(&[2.0f32, 0.0, -1.0]).reshape([1, 3]);
         let y = Tensor::from_slice(&[0i64]);
         let mut c = LossConfig::softmax();
@@ -234,6 +237,7 @@ mod tests {
 
     #[test]
     fn batch_hard_triplet_picks_the_hardest_pairs() {
+        let _rng = crate::torch_rng();
         // 1-d embeddings: class 0 at 0 and 1, class 1 at 1.5 and 4.
         let emb = Tensor::from_slice(&[0.0f32, 1.0, 1.5, 4.0]).reshape([4, 1]);
         let y = Tensor::from_slice(&[0i64, 0, 1, 1]);

@@ -11,3 +11,14 @@ pub mod model;
 pub mod optim;
 pub mod train;
 pub mod transfer;
+
+/// Serialises the tests that seed or draw from libtorch's global random
+/// generator: the test harness runs them on parallel threads of one
+/// process, and a draw in one test would change another's "same seed,
+/// same weights" (the worker runs one job per process, so it needs none).
+#[cfg(test)]
+pub(crate) fn torch_rng() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -240,6 +240,7 @@ mod tests {
 
     #[test]
     fn shapes_and_module_names() {
+        let _rng = crate::torch_rng();
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let net = ResNet::new(&vs.root(), &config(18, "avg", 3), 0).unwrap();
         let out = net.forward_t(

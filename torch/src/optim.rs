@@ -215,6 +215,7 @@ mod tests {
 
     #[test]
     fn sgd_momentum_nesterov_and_weight_decay_match_the_formula() {
+        let _rng = crate::torch_rng();
         let (w, g, lr, mu, wd) = (1.0, 0.5, 0.1, 0.9, 0.01);
         let p = param_with_grad(&[w], &[g]);
         let mut opt = Optimizer::new(
@@ -238,6 +239,7 @@ mod tests {
 
     #[test]
     fn adamw_matches_the_formula_and_state_round_trips() {
+        let _rng = crate::torch_rng();
         let (w, g, lr, b1, b2, eps, wd) = (1.0, 0.5, 0.01, 0.9, 0.999, 1e-8, 0.1);
         let p = param_with_grad(&[w], &[g]);
         let config = OptimizerConfig::AdamW {
@@ -263,6 +265,7 @@ mod tests {
 
     #[test]
     fn clipping_scales_to_the_max_norm() {
+        let _rng = crate::torch_rng();
         let p = param_with_grad(&[0.0, 0.0], &[3.0, 4.0]);
         let norm = clip_grad_norm(&[p.shallow_clone()], 1.0);
         assert!((norm - 5.0).abs() < 1e-12);

@@ -301,6 +301,7 @@ mod tests {
 
     #[test]
     fn an_adapted_stem_answers_grey_input_as_before() {
+        let _rng = crate::torch_rng();
         let vs = nn::VarStore::new(Device::Cpu);
         let cfg = nn::ConvConfig {
             padding: 1,
