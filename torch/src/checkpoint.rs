@@ -36,7 +36,12 @@ pub struct Progress {
 /// follows a HashMap's order, so the same weights would give different
 /// bytes (and digests) in different processes.
 pub fn save_sorted(vs: &nn::VarStore, path: &Path) -> Result<(), String> {
-    let sorted: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+    // Files hold the standard layout, whatever the strides in training.
+    let sorted: BTreeMap<String, Tensor> = vs
+        .variables()
+        .into_iter()
+        .map(|(k, v)| (k, v.contiguous()))
+        .collect();
     let named: Vec<(String, Tensor)> = sorted.into_iter().collect();
     Tensor::write_safetensors(&named, path)
         .map_err(|e| format!("failed to write `{}`: {e}", path.display()))

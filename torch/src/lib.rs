@@ -7,6 +7,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod extract;
 pub mod heads;
+pub mod layout;
 pub mod model;
 pub mod optim;
 pub mod train;
