@@ -6,6 +6,7 @@ pub mod associate;
 pub mod bench;
 pub mod checkpoint;
 pub mod extract;
+pub mod flat;
 pub mod heads;
 pub mod layout;
 pub mod model;
