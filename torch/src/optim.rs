@@ -4,32 +4,97 @@
 //! `torch.optim.SGD` and `torch.optim.AdamW`.
 
 use tch::{no_grad, Tensor};
+
+use crate::flat::Flat;
 pub use tuneflow_stages::train::config::OptimizerConfig;
 
 /// An optimizer over a fixed list of parameters.
 pub struct Optimizer {
     config: OptimizerConfig,
-    /// Per parameter: SGD momentum buffer, or Adam's (m, v).
+    /// Per parameter: SGD momentum buffer, or Adam's (m, v) (views into
+    /// `flat_buffers` when the parameters are flat).
     buffers: Vec<Vec<Tensor>>,
+    /// The parameters' flat storage, for [`Optimizer::flat`].
+    flat: Option<Flat>,
+    /// The flat state buffers `buffers` view.
+    flat_buffers: Vec<Tensor>,
     /// Steps taken.
     pub step: u64,
 }
 
+/// How an optimizer touches the parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Updates {
+    /// A few kernels per parameter.
+    PerTensor,
+    /// A few kernels per learning-rate group, over flat buffers.
+    Flat,
+}
+
 impl Optimizer {
-    /// A fresh optimizer for `params`.
+    /// A fresh optimizer for `params`, updating them one by one.
     pub fn new(config: OptimizerConfig, params: &[Tensor]) -> Self {
-        let n = match config {
-            OptimizerConfig::Sgd { .. } => 1,
-            OptimizerConfig::AdamW { .. } => 2,
-        };
         let buffers = params
             .iter()
-            .map(|p| (0..n).map(|_| p.zeros_like()).collect())
+            .map(|p| (0..slots(&config)).map(|_| p.zeros_like()).collect())
             .collect();
         Self {
             config,
             buffers,
+            flat: None,
+            flat_buffers: Vec::new(),
             step: 0,
+        }
+    }
+
+    /// A fresh optimizer that moves `params` into one flat buffer (see
+    /// [`crate::flat`]); per tensor when they cannot share one.
+    pub fn flat(config: OptimizerConfig, params: &[Tensor]) -> Self {
+        let Some(flat) = Flat::adopt(params) else {
+            return Self::new(config, params);
+        };
+        let (flat_buffers, views): (Vec<Tensor>, Vec<Vec<Tensor>>) =
+            (0..slots(&config)).map(|_| flat.zeros_like()).unzip();
+        let buffers = (0..params.len())
+            .map(|i| views.iter().map(|v| v[i].shallow_clone()).collect())
+            .collect();
+        Self {
+            config,
+            buffers,
+            flat: Some(flat),
+            flat_buffers,
+            step: 0,
+        }
+    }
+
+    /// `new` or `flat`.
+    pub fn with(updates: Updates, config: OptimizerConfig, params: &[Tensor]) -> Self {
+        match updates {
+            Updates::PerTensor => Self::new(config, params),
+            Updates::Flat => Self::flat(config, params),
+        }
+    }
+
+    /// How this optimizer updates.
+    pub fn updates(&self) -> Updates {
+        if self.flat.is_some() {
+            Updates::Flat
+        } else {
+            Updates::PerTensor
+        }
+    }
+
+    /// Zeroes the gradients of `params` (one kernel when they are flat).
+    pub fn zero_grad(&self, params: &[Tensor]) {
+        if self.flat.as_ref().is_some_and(Flat::zero_grads) {
+            return;
+        }
+        for p in params {
+            let mut g = p.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
         }
     }
 
@@ -39,51 +104,49 @@ impl Optimizer {
         self.step += 1;
         let t = self.step;
         no_grad(|| {
+            if let Some(flat) = &mut self.flat {
+                if let Some((p, g)) = flat.ready(params) {
+                    let (p, g) = (p.shallow_clone(), g.shallow_clone());
+                    for (offset, len, first) in flat.runs(scale) {
+                        let lr = lr * scale.get(first).copied().unwrap_or(1.0);
+                        let mut bufs: Vec<Tensor> = self
+                            .flat_buffers
+                            .iter()
+                            .map(|b| b.narrow(0, offset, len))
+                            .collect();
+                        let mut p = p.narrow(0, offset, len);
+                        update(
+                            &self.config,
+                            &mut p,
+                            &g.narrow(0, offset, len),
+                            &mut bufs,
+                            t,
+                            lr,
+                        );
+                    }
+                    return;
+                }
+            }
             for (i, p) in params.iter().enumerate() {
                 let grad = p.grad();
                 if !grad.defined() {
                     continue;
                 }
                 let lr = lr * scale.get(i).copied().unwrap_or(1.0);
-                let mut p = p.shallow_clone();
-                match &self.config {
-                    OptimizerConfig::Sgd {
-                        momentum,
-                        nesterov,
-                        weight_decay,
-                    } => {
-                        sgd_update(
-                            &mut p,
-                            &grad,
-                            &mut self.buffers[i][0],
-                            t == 1,
-                            lr,
-                            (*momentum, *nesterov, *weight_decay),
-                        );
-                    }
-                    OptimizerConfig::AdamW {
-                        beta1,
-                        beta2,
-                        eps,
-                        weight_decay,
-                    } => {
-                        let _ = p.g_mul_scalar_(1.0 - lr * weight_decay);
-                        let (m, rest) = self.buffers[i].split_at_mut(1);
-                        let _ = m[0].lerp_(&grad, 1.0 - beta1);
-                        let _ = rest[0]
-                            .g_mul_scalar_(*beta2)
-                            .addcmul_(&(&grad * (1.0 - beta2)), &grad);
-                        let bias1 = 1.0 - beta1.powi(t as i32);
-                        let bias2 = 1.0 - beta2.powi(t as i32);
-                        let denom = (rest[0].sqrt() / bias2.sqrt()).g_add_scalar_(*eps);
-                        let _ = p.addcdiv_(&(&m[0] * (-lr / bias1)), &denom);
-                    }
-                }
+                update(
+                    &self.config,
+                    &mut p.shallow_clone(),
+                    &grad,
+                    &mut self.buffers[i],
+                    t,
+                    lr,
+                );
             }
         });
     }
 
-    /// The state as named tensors, for checkpoints (`buf.I.J`, `step`).
+    /// The state as named tensors, for checkpoints (`buf.I.J`, `step`), in
+    /// the standard layout whatever the parameters' strides.
     pub fn state(&self) -> Vec<(String, Tensor)> {
         let mut out: Vec<(String, Tensor)> = self
             .buffers
@@ -92,7 +155,7 @@ impl Optimizer {
             .flat_map(|(i, bufs)| {
                 bufs.iter()
                     .enumerate()
-                    .map(move |(j, b)| (format!("buf.{i}.{j}"), b.shallow_clone()))
+                    .map(move |(j, b)| (format!("buf.{i}.{j}"), b.contiguous()))
             })
             .collect();
         out.push(("step".into(), Tensor::from_slice(&[self.step as i64])));
@@ -125,8 +188,58 @@ impl Optimizer {
     }
 }
 
-/// Scales gradients so their global L2 norm is at most `max_norm`; returns
-/// the norm before clipping.
+/// State tensors per parameter: SGD's momentum, or Adam's two moments.
+fn slots(config: &OptimizerConfig) -> usize {
+    match config {
+        OptimizerConfig::Sgd { .. } => 1,
+        OptimizerConfig::AdamW { .. } => 2,
+    }
+}
+
+/// One update of `p` (a parameter, or a flat run of them) at step `t`.
+fn update(
+    config: &OptimizerConfig,
+    p: &mut Tensor,
+    grad: &Tensor,
+    bufs: &mut [Tensor],
+    t: u64,
+    lr: f64,
+) {
+    match config {
+        OptimizerConfig::Sgd {
+            momentum,
+            nesterov,
+            weight_decay,
+        } => {
+            sgd_update(
+                p,
+                grad,
+                &mut bufs[0],
+                t == 1,
+                lr,
+                (*momentum, *nesterov, *weight_decay),
+            );
+        }
+        OptimizerConfig::AdamW {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        } => {
+            let _ = p.g_mul_scalar_(1.0 - lr * weight_decay);
+            let (m, rest) = bufs.split_at_mut(1);
+            let _ = m[0].lerp_(grad, 1.0 - beta1);
+            let _ = rest[0]
+                .g_mul_scalar_(*beta2)
+                .addcmul_(&(grad * (1.0 - beta2)), grad);
+            let bias1 = 1.0 - beta1.powi(t as i32);
+            let bias2 = 1.0 - beta2.powi(t as i32);
+            let denom = (rest[0].sqrt() / bias2.sqrt()).g_add_scalar_(*eps);
+            let _ = p.addcdiv_(&(&m[0] * (-lr / bias1)), &denom);
+        }
+    }
+}
+
 /// One SGD update, in place and without temporaries (this runs once per
 /// parameter per step, so dispatches and allocations show up in step
 /// time). `grad` itself is left as it was, as in PyTorch: weight decay and
@@ -168,14 +281,23 @@ fn sgd_update(
     let _ = p.addcmul_(&direction, &scalar(-lr));
 }
 
+/// Scales gradients so their global L2 norm is at most `max_norm`; returns
+/// the norm before clipping. The per-parameter sums of squares come to the
+/// host in one copy (one device sync, not one per parameter) and are added
+/// there in parameter order, as before.
 pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> f64 {
-    let total: f64 = params
+    let sums: Vec<Tensor> = params
         .iter()
         .map(|p| p.grad())
         .filter(Tensor::defined)
-        .map(|g| g.square().sum(tch::Kind::Double).double_value(&[]))
-        .sum::<f64>()
-        .sqrt();
+        .map(|g| g.square().sum(tch::Kind::Double))
+        .collect();
+    if sums.is_empty() {
+        return 0.0;
+    }
+    let sums =
+        Vec::<f64>::try_from(Tensor::stack(&sums, 0).to(tch::Device::Cpu)).expect("f64 sums");
+    let total = sums.iter().sum::<f64>().sqrt();
     if total > max_norm {
         let factor = max_norm / (total + 1e-6);
         no_grad(|| {
@@ -274,5 +396,74 @@ mod tests {
             (g[0] - 0.6).abs() < 1e-6 && (g[1] - 0.8).abs() < 1e-6,
             "{g:?}"
         );
+    }
+
+    /// Trains a small ResNet for a few steps and returns its weights and
+    /// optimizer state. Width 32 gives tensors of up to 590k elements, past
+    /// libtorch's 32k-element grain, so elementwise kernels split work
+    /// across threads at other places in the flat buffer than per tensor.
+    fn train_resnet(updates: Updates, config: OptimizerConfig, clip: bool) -> Vec<Tensor> {
+        use tch::nn::ModuleT;
+        use tuneflow_stages::data::dataset::DatasetInfo;
+        let model: crate::model::ModelConfig = serde_json::from_value(serde_json::json!({
+            "arch": "resnet", "depth": 10, "width": 32, "embedding": 16,
+            "in-channels": 3, "stem-stride": 1, "pooling": "avg"
+        }))
+        .unwrap();
+        let info = DatasetInfo::new(
+            "image",
+            vec![3, 12, 12],
+            (0..5).map(|i| i.to_string()).collect(),
+        );
+        let loss = tuneflow_stages::train::config::LossConfig::softmax();
+        tch::manual_seed(3);
+        let net = crate::transfer::build_net(&model, &info, 5, &loss, tch::Device::Cpu).unwrap();
+        let params = net.vs.trainable_variables();
+        // Two learning-rate groups, as `backbone-lr` makes.
+        let scales: Vec<f64> = (0..params.len())
+            .map(|i| if i % 3 == 0 { 0.1 } else { 1.0 })
+            .collect();
+        let mut opt = Optimizer::with(updates, config, &params);
+        assert_eq!(opt.updates(), updates);
+        for _ in 0..4 {
+            let x = Tensor::randn([6, 3, 12, 12], (tch::Kind::Float, tch::Device::Cpu));
+            let y = Tensor::randint(5, [6], (tch::Kind::Int64, tch::Device::Cpu));
+            let scored = net.head.score(&net.backbone.forward_t(&x, true), &y, &loss);
+            opt.zero_grad(&params);
+            scored.loss.backward();
+            if clip {
+                clip_grad_norm(&params, 0.5);
+            }
+            opt.step(&params, 0.05, &scales);
+        }
+        let sorted: std::collections::BTreeMap<String, Tensor> =
+            net.vs.variables().into_iter().collect();
+        let mut out: Vec<Tensor> = sorted.into_values().collect();
+        out.extend(opt.state().into_iter().map(|(_, t)| t));
+        out
+    }
+
+    #[test]
+    fn flat_updates_give_the_same_bits_as_per_tensor_updates() {
+        let _rng = crate::torch_rng();
+        let sgd = OptimizerConfig::Sgd {
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 5e-4,
+        };
+        let adamw = OptimizerConfig::AdamW {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+        };
+        for (config, clip) in [(sgd, false), (adamw, true)] {
+            let a = train_resnet(Updates::PerTensor, config.clone(), clip);
+            let b = train_resnet(Updates::Flat, config.clone(), clip);
+            assert_eq!(a.len(), b.len());
+            for (x, y) in a.iter().zip(&b) {
+                assert!(x.equal(y), "{config:?}: a tensor of {:?} differs", x.size());
+            }
+        }
     }
 }
