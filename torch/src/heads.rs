@@ -21,8 +21,9 @@ pub enum Head {
 pub struct Scored {
     /// Mean loss.
     pub loss: Tensor,
-    /// Correct predictions (classes for heads; triplets for triplet loss).
-    pub correct: i64,
+    /// Correct predictions (classes for heads; triplets for triplet loss):
+    /// an int64 scalar on the device, read when the epoch's sums are.
+    pub correct: Tensor,
 }
 
 impl Head {
@@ -79,12 +80,8 @@ fn cross_entropy(logits: &Tensor, y: &Tensor, cfg: &LossConfig) -> Tensor {
     )
 }
 
-fn correct(logits: &Tensor, y: &Tensor) -> i64 {
-    logits
-        .argmax(-1, false)
-        .eq_tensor(y)
-        .sum(Kind::Int64)
-        .int64_value(&[])
+fn correct(logits: &Tensor, y: &Tensor) -> Tensor {
+    logits.argmax(-1, false).eq_tensor(y).sum(Kind::Int64)
 }
 
 /// Cosine similarity of each embedding with each class centre.
@@ -129,7 +126,7 @@ pub fn margin_logits(cos: &Tensor, y: &Tensor, cfg: &LossConfig) -> Tensor {
 /// nearest negative (Euclidean distance between embeddings), hinge at
 /// `margin`. Returns the mean loss and how many anchors had their hardest
 /// positive closer than their hardest negative.
-pub fn batch_hard_triplet(emb: &Tensor, y: &Tensor, margin: f64) -> (Tensor, i64) {
+pub fn batch_hard_triplet(emb: &Tensor, y: &Tensor, margin: f64) -> (Tensor, Tensor) {
     let e = emb.to_kind(Kind::Float);
     let sq = e.square().sum_dim_intlist(&[1i64][..], true, Kind::Float);
     let d2 = (&sq + sq.tr() - e.matmul(&e.tr()) * 2.0).clamp_min(1e-12);
@@ -152,8 +149,7 @@ pub fn batch_hard_triplet(emb: &Tensor, y: &Tensor, margin: f64) -> (Tensor, i64
     let correct = hardest_pos
         .lt_tensor(&hardest_neg)
         .logical_and(&has_both)
-        .sum(Kind::Int64)
-        .int64_value(&[]);
+        .sum(Kind::Int64);
     (loss, correct)
 }
 
@@ -247,6 +243,6 @@ mod tests {
         // Anchor 2: pos 2.5, neg 0.5 -> 2.3 (wrong)
         // Anchor 3: pos 2.5, neg 3 -> -0.2 -> 0 (correct)
         assert!((loss.double_value(&[]) - (0.8 + 2.3) / 4.0).abs() < 1e-3);
-        assert_eq!(correct, 2);
+        assert_eq!(correct.int64_value(&[]), 2);
     }
 }

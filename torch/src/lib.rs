@@ -6,11 +6,13 @@ pub mod associate;
 pub mod bench;
 pub mod checkpoint;
 pub mod extract;
+pub mod feed;
 pub mod flat;
 pub mod heads;
 pub mod layout;
 pub mod model;
 pub mod optim;
+pub mod step;
 pub mod train;
 pub mod transfer;
 

@@ -23,9 +23,11 @@ use tuneflow_stages::train::schedule::Schedule;
 use tuneflow_stages::worker::progress::{Pace, RunShape};
 use tuneflow_stages::worker::{EpochStats, Phase, TrainJob, TrainResult, ValNumbers, WorkerEvent};
 
-use crate::amp::with_precision;
 use crate::checkpoint::{self, Progress};
-use crate::optim::{clip_grad_norm, Optimizer};
+use crate::feed::Feed;
+use crate::layout::Layout;
+use crate::optim::Optimizer;
+use crate::step::{Step, Tally};
 use crate::transfer::{setup, Net, Setup};
 
 /// Prints one event line for the runner.
@@ -57,6 +59,8 @@ struct Run<'a> {
     seed: u64,
     stage_seed: u64,
     bf16: bool,
+    layout: Layout,
+    workers: usize,
 }
 
 impl Run<'_> {
@@ -73,7 +77,7 @@ impl Run<'_> {
             } else {
                 eval_ops(&self.ops)
             },
-            workers: 2,
+            workers: self.workers,
             prefetch: 4,
             drop_last: train,
             per_class: triplet.then_some(self.cfg.loss.per_class),
@@ -101,8 +105,18 @@ pub fn run(spec: &TrainJob) -> Result<(), String> {
     }
     tch::manual_seed(spec.seed);
     let device = device(spec.device);
+    let bf16 = cfg.precision == "bf16";
+    let layout = Layout::auto(device, bf16)?;
+    if device.is_cuda() {
+        // Every training batch has one shape: let cuDNN pick its fastest
+        // algorithms once.
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
     let mut s = setup(spec, cfg, &train.info, device)?;
-    let mut opt = Optimizer::new(cfg.optimizer.clone(), &s.params);
+    // Restride before the optimizer makes the parameters views of its
+    // flat buffer; the checkpoint then loads into them in place.
+    layout.apply(&s.net.vs);
+    let mut opt = Optimizer::flat(cfg.optimizer.clone(), &s.params);
     let mut progress = Progress::default();
     checkpoint::load(&spec.checkpoints, &s.net.vs, &mut opt, &mut progress)?;
     if progress.epoch > 0 {
@@ -121,7 +135,9 @@ pub fn run(spec: &TrainJob) -> Result<(), String> {
         // training seed alone (which already derives from the stage's name
         // unless given) decides the order, so equal seeds train alike.
         stage_seed: policy.as_ref().map_or(0, |p| p.stage),
-        bf16: cfg.precision == "bf16",
+        bf16,
+        layout,
+        workers: crate::feed::loader_workers(device),
     };
     let steps_per_epoch = (run.train.len() / cfg.batch.max(1)).max(1) as u64;
     let schedule = Schedule {
@@ -230,7 +246,7 @@ fn eval_ops(ops: &[Op]) -> Vec<Op> {
         .collect()
 }
 
-/// A batch as tensors on `device`.
+/// A batch as tensors on `device` (extraction; training uses [`Feed`]).
 pub fn to_tensors(b: &Batch, device: Device) -> (Tensor, Tensor) {
     let shape: Vec<i64> = b.shape.iter().map(|&d| d as i64).collect();
     (
@@ -244,49 +260,43 @@ fn train_epoch(
     opt: &mut Optimizer,
     schedule: &Schedule,
     run: &Run<'_>,
-    mut loader: Loader,
+    loader: Loader,
     (epoch, pace): (u64, &mut Pace),
 ) -> Result<EpochStats, String> {
     let started = Instant::now();
-    let (mut loss_sum, mut correct, mut seen, mut lr) = (0.0, 0i64, 0usize, 0.0);
-    let mut waited = 0.0;
     let device = s.net.vs.device();
+    let step = Step {
+        net: &s.net,
+        params: &s.params,
+        scales: &s.scales,
+        loss: &run.cfg.loss,
+        clip: run.cfg.clip_grad,
+        bf16: run.bf16,
+    };
+    let mut tally = Tally::new(device);
+    let (mut waited, mut lr) = (0.0, 0.0);
+    let mut feed = Feed::new(loader, device, run.layout);
     for b in 1.. {
         let t = Instant::now();
-        let Some(batch) = loader.next() else { break };
+        let Some(batch) = feed.next() else { break };
         waited += t.elapsed().as_secs_f64();
         let batch = batch?;
-        let (x, y) = to_tensors(&batch, device);
-        let scored = with_precision(run.bf16, device, || {
-            let emb = s.net.backbone.forward_t(&x, true);
-            s.net.head.score(&emb, &y, &run.cfg.loss)
-        });
-        let value = scored.loss.double_value(&[]);
-        if !value.is_finite() {
-            return Err(format!(
-                "the loss is {value} at epoch {epoch}, batch {b} (the last good checkpoint is kept)"
-            ));
-        }
-        for p in &s.params {
-            let mut g = p.grad();
-            if g.defined() {
-                let _ = g.zero_();
-            }
-        }
-        scored.loss.backward();
-        if let Some(max) = run.cfg.clip_grad {
-            clip_grad_norm(&s.params, max);
-        }
         lr = schedule.lr_at(opt.step);
-        opt.step(&s.params, lr, &s.scales);
-        loss_sum += value * batch.labels.len() as f64;
-        correct += scored.correct;
-        seen += batch.labels.len();
+        step.run(opt, (&batch.x, &batch.y), lr, |scored| {
+            tally.add(scored, batch.len, b);
+            if tally.eager() {
+                tally.check(epoch)?;
+            }
+            Ok(())
+        })?;
         if let Some(p) = pace.batch_done(Phase::Train, epoch, b) {
+            tally.check(epoch)?;
             emit(&WorkerEvent::Progress(p));
         }
     }
-    let n = seen.max(1) as f64;
+    tally.check(epoch)?;
+    let (loss_sum, correct) = tally.totals();
+    let n = tally.seen.max(1) as f64;
     let elapsed = started.elapsed().as_secs_f64();
     Ok(EpochStats {
         epoch,
@@ -295,12 +305,10 @@ fn train_epoch(
         val_loss: None,
         val_acc: None,
         lr,
-        samples_per_s: seen as f64 / elapsed,
+        samples_per_s: tally.seen as f64 / elapsed,
         data_wait_share: waited / elapsed,
     })
 }
-
-use tch::nn::ModuleT;
 
 /// Validation loss and accuracy on `data`; `pace`: the epoch whose
 /// validation this is, and its progress reports.
@@ -310,20 +318,21 @@ fn evaluate(
     data: &Arc<DatasetReader>,
     mut pace: Option<(u64, &mut Pace)>,
 ) -> Result<(f64, f64), String> {
-    let (mut loss_sum, mut correct, mut seen) = (0.0, 0i64, 0usize);
     let device = net.vs.device();
+    let step = Step {
+        net,
+        params: &[],
+        scales: &[],
+        loss: &run.cfg.loss,
+        clip: None,
+        bf16: run.bf16,
+    };
+    let mut tally = Tally::new(device);
     tch::no_grad(|| -> Result<(), String> {
         let loader = Loader::new(data.clone(), run.loader_config(0, false));
-        for (i, b) in loader.enumerate() {
+        for (i, b) in Feed::new(loader, device, run.layout).enumerate() {
             let b = b?;
-            let (x, y) = to_tensors(&b, device);
-            let scored = with_precision(run.bf16, device, || {
-                let emb = net.backbone.forward_t(&x, false);
-                net.head.score(&emb, &y, &run.cfg.loss)
-            });
-            loss_sum += scored.loss.double_value(&[]) * b.labels.len() as f64;
-            correct += scored.correct;
-            seen += b.labels.len();
+            tally.add(&step.score(&b.x, &b.y, false), b.len, i as u64 + 1);
             if let Some((epoch, pace)) = pace.as_mut() {
                 if let Some(p) = pace.batch_done(Phase::Val, *epoch, i as u64 + 1) {
                     emit(&WorkerEvent::Progress(p));
@@ -332,7 +341,8 @@ fn evaluate(
         }
         Ok(())
     })?;
-    let n = seen.max(1) as f64;
+    let (loss_sum, correct) = tally.totals();
+    let n = tally.seen.max(1) as f64;
     Ok((loss_sum / n, correct as f64 / n))
 }
 
