@@ -1,8 +1,10 @@
 //! `tuneflow-torch bench`: training and inference throughput of the stage
 //! ResNet on random input, for the side-by-side comparison with the same
 //! network in a PyTorch script (`scripts/bench_torch.py`). A training step
-//! is what `pretrain` does per batch: forward, softmax cross-entropy,
-//! backward, SGD with momentum (this project's optimizer).
+//! is the one `pretrain` runs per batch ([`crate::step::Step`]): forward,
+//! softmax cross-entropy (or ArcFace), backward, SGD with momentum (this
+//! project's optimizer). `precision`, `layout` and `optimizer` choose what
+//! the stage would otherwise choose for itself.
 
 use std::time::Instant;
 
@@ -12,7 +14,9 @@ use tuneflow_stages::data::dataset::DatasetInfo;
 use tuneflow_stages::formats::model::ModelConfig;
 use tuneflow_stages::train::config::{LossConfig, OptimizerConfig, TrainConfig};
 
-use crate::optim::Optimizer;
+use crate::layout::Layout;
+use crate::optim::{Optimizer, Updates};
+use crate::step::{Step, Tally};
 use crate::transfer::build_net;
 
 /// What to measure.
@@ -36,6 +40,35 @@ pub struct BenchSpec {
     /// `cpu` or `cuda`.
     #[serde(default = "cpu")]
     pub device: tuneflow_stages::Device,
+    /// `fp32` or `bf16` (autocast, on CUDA).
+    #[serde(default = "fp32")]
+    pub precision: String,
+    /// `auto` (what a training stage picks), `contiguous` or
+    /// `channels-last`.
+    #[serde(default = "auto")]
+    pub layout: String,
+    /// `flat` (what a training stage uses) or `per-tensor`.
+    #[serde(default = "flat")]
+    pub optimizer: Updates,
+    /// `softmax` or `arcface`.
+    #[serde(default = "softmax")]
+    pub loss: String,
+}
+
+fn fp32() -> String {
+    "fp32".into()
+}
+
+fn auto() -> String {
+    "auto".into()
+}
+
+fn flat() -> Updates {
+    Updates::Flat
+}
+
+fn softmax() -> String {
+    "softmax".into()
 }
 
 fn cpu() -> tuneflow_stages::Device {
@@ -55,7 +88,10 @@ fn config(spec: &BenchSpec) -> Result<TrainConfig, String> {
             stem_stride: 1,
             pooling: "avg".into(),
         },
-        loss: LossConfig::softmax(),
+        loss: match spec.loss.as_str() {
+            kind @ ("softmax" | "arcface") => LossConfig::with_defaults(kind),
+            other => return Err(format!("unknown loss `{other}` (softmax or arcface)")),
+        },
         optimizer: OptimizerConfig::Sgd {
             momentum: 0.9,
             nesterov: false,
@@ -70,7 +106,10 @@ fn config(spec: &BenchSpec) -> Result<TrainConfig, String> {
         frames: 0,
         clip_grad: None,
         early_stopping: None,
-        precision: "fp32".into(),
+        precision: match spec.precision.as_str() {
+            p @ ("fp32" | "bf16") => p.into(),
+            other => return Err(format!("unknown precision `{other}` (fp32 or bf16)")),
+        },
         transfer: None,
     })
 }
@@ -84,6 +123,14 @@ pub fn bench(spec: &BenchSpec) -> Result<serde_json::Value, String> {
     let device = crate::train::device(spec.device);
     let [c, h, w] = spec.input;
     let cfg = config(spec)?;
+    let bf16 = cfg.precision == "bf16";
+    let layout = match spec.layout.as_str() {
+        "auto" => Layout::auto(device, bf16)?,
+        other => Layout::parse(other)?,
+    };
+    if device.is_cuda() {
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
     let info = DatasetInfo::new(
         "image",
         vec![c as u32, h as u32, w as u32],
@@ -91,57 +138,79 @@ pub fn bench(spec: &BenchSpec) -> Result<serde_json::Value, String> {
     );
     tch::manual_seed(0);
     let net = build_net(&cfg.model, &info, spec.classes, &cfg.loss, device)?;
+    layout.apply(&net.vs);
     let params = net.vs.trainable_variables();
-    let mut opt = Optimizer::new(cfg.optimizer.clone(), &params);
-    let x = Tensor::randn([spec.batch, c, h, w], (Kind::Float, device));
+    let mut opt = Optimizer::with(spec.optimizer, cfg.optimizer.clone(), &params);
+    let step = Step {
+        net: &net,
+        params: &params,
+        scales: &[],
+        loss: &cfg.loss,
+        clip: None,
+        bf16,
+    };
+    let x = layout.input(Tensor::randn([spec.batch, c, h, w], (Kind::Float, device)));
     let y = Tensor::randint(spec.classes, [spec.batch], (Kind::Int64, device));
-    // Returns the seconds the optimizer took.
-    let step = |opt: &mut Optimizer| {
-        let scored = net
-            .head
-            .score(&net.backbone.forward_t(&x, true), &y, &cfg.loss);
-        for p in &params {
-            let mut g = p.grad();
-            if g.defined() {
-                let _ = g.zero_();
-            }
-        }
-        scored.loss.backward();
+    let mut tally = Tally::new(device);
+    let mut train = |opt: &mut Optimizer, n: u32| -> Result<f64, String> {
         let t = Instant::now();
-        opt.step(&params, cfg.lr, &[]);
-        let took = t.elapsed().as_secs_f64();
-        scored.loss.double_value(&[]);
-        took
+        for b in 0..n {
+            let scored = step.run(opt, (&x, &y), cfg.lr, |_| Ok(()))?;
+            tally.add(&scored, spec.batch as usize, u64::from(b));
+        }
+        tally.check(0)?;
+        Ok(t.elapsed().as_secs_f64())
     };
-    let infer = || {
+    let infer = |n: u32| {
+        let t = Instant::now();
         tch::no_grad(|| {
-            let emb = net.backbone.forward_t(&x, false);
-            net.head.logits(&emb).map(|l| l.double_value(&[0, 0]))
-        })
+            for _ in 0..n {
+                let scored = step.score(&x, &y, false);
+                let _ = scored.loss.double_value(&[]);
+            }
+        });
+        t.elapsed().as_secs_f64()
     };
-    for _ in 0..3 {
-        step(&mut opt);
-        infer();
-    }
-    let t = Instant::now();
-    let mut opt_time = 0.0;
-    for _ in 0..spec.steps {
-        opt_time += step(&mut opt);
-    }
-    let train = t.elapsed().as_secs_f64();
-    let optimizer_share = opt_time / train;
-    let t = Instant::now();
-    for _ in 0..spec.steps {
-        infer();
-    }
-    let inference = t.elapsed().as_secs_f64();
+    // What autocast makes of the forward pass, and the loss on the batch
+    // before and after training on it (it must fall: the steps learn).
+    let forward_kind = tch::no_grad(|| {
+        crate::amp::with_precision(bf16, device, || net.backbone.forward_t(&x, false).kind())
+    });
+    let loss_now = || tch::no_grad(|| step.score(&x, &y, true).loss.double_value(&[]));
+    let loss_start = loss_now();
+    train(&mut opt, 3)?;
+    infer(3);
+    let train_s = train(&mut opt, spec.steps)?;
+    let loss_end = loss_now();
+    let opt_s = optimizer_seconds(&mut opt, &params, spec.steps);
+    let infer_s = infer(spec.steps);
     let samples = f64::from(spec.steps) * spec.batch as f64;
     Ok(serde_json::json!({
         "impl": "tuneflow",
-        "train_samples_per_s": samples / train,
-        "infer_samples_per_s": samples / inference,
+        "train_samples_per_s": samples / train_s,
+        "infer_samples_per_s": samples / infer_s,
         "threads": tch::get_num_threads(),
-        "optimizer_share": optimizer_share,
+        "optimizer_share": opt_s / train_s,
         "params": params.iter().map(Tensor::numel).sum::<usize>(),
+        "precision": cfg.precision,
+        "layout": layout.name(),
+        "optimizer": opt.updates(),
+        "device": format!("{device:?}"),
+        "forward_kind": format!("{forward_kind:?}"),
+        "loss_start": loss_start,
+        "loss_end": loss_end,
     }))
+}
+
+/// Seconds `steps` optimizer updates take on their own (the gradients of
+/// the last step stay; a read of one parameter waits for the device).
+fn optimizer_seconds(opt: &mut Optimizer, params: &[Tensor], steps: u32) -> f64 {
+    let sync = || params.first().map(|p| p.double_value(&vec![0; p.dim()]));
+    sync();
+    let t = Instant::now();
+    for _ in 0..steps {
+        opt.step(params, 1e-6, &[]);
+    }
+    sync();
+    t.elapsed().as_secs_f64()
 }
