@@ -1,7 +1,8 @@
 """The GPU training benchmark (issue #14), one script: tuneflow against the
 best PyTorch practice on the same ResNets, then tuneflow's real `pretrain`
 stage against its raw step rate. Prints Markdown tables for BENCHMARKS.md
-and writes them with the raw JSON rows to OUT (gpu-bench.md, .json).
+and writes them with the raw JSON rows to OUT (gpu-bench.md, .json; each
+run's row is appended to gpu-bench-rows.jsonl as it finishes).
 
 Part 1 alternates `tuneflow-torch bench SPEC` with `bench_torch.py SPEC`
 (same network, same libtorch), medians of --rounds, for four configs; rows
@@ -31,14 +32,14 @@ NOMINAL_BF16_PEAK = 790e12  # H200 dense bf16, the datasheet's figure
 
 # (kind, full-size spec, what --quick changes)
 CONFIGS = [
-    ("face", dict(depth=50, width=64, input=[3, 112, 112], classes=1000, batch=128, steps=15),
-     dict(width=8, input=[3, 32, 32], batch=16, steps=2)),
-    ("face", dict(depth=18, width=64, input=[3, 112, 112], classes=1000, batch=256, steps=15),
-     dict(width=8, input=[3, 32, 32], batch=16, steps=2)),
-    ("speaker", dict(depth=34, width=32, input=[1, 80, 200], classes=1000, batch=128, steps=20),
-     dict(width=8, input=[1, 20, 50], batch=16, steps=2)),
-    ("digits", dict(depth=10, width=16, input=[1, 28, 28], classes=10, batch=64, steps=200),
-     dict(width=8, batch=32, steps=4)),
+    ("face", dict(depth=50, width=64, input=[3, 112, 112], classes=1000, batch=128, steps=12),
+     dict(width=8, input=[3, 16, 16], batch=8, steps=2)),
+    ("face", dict(depth=18, width=64, input=[3, 112, 112], classes=1000, batch=256, steps=10),
+     dict(width=8, input=[3, 16, 16], batch=8, steps=2)),
+    ("speaker", dict(depth=34, width=32, input=[1, 80, 200], classes=1000, batch=128, steps=15),
+     dict(width=8, input=[1, 16, 32], batch=8, steps=2)),
+    ("digits", dict(depth=10, width=16, input=[1, 28, 28], classes=10, batch=64, steps=150),
+     dict(width=8, batch=16, steps=2)),
 ]
 
 # (column, impl, spec keys); the first two are tuneflow's, the last two PyTorch's.
@@ -107,12 +108,15 @@ def bench_part(args, worker, specs):
         runs = {col: [] for col, _, _ in ROWS}
         for r in range(args.rounds):
             for col, impl, keys in ROWS:
-                s = json.dumps(dict(spec, **keys))
-                cmd = [worker, "bench", s] if impl == "tuneflow" else [args.python, script, s]
                 flops = impl == "pytorch" and col == ROWS[-1][0] and r == 0
-                out = run_json(cmd + (["--flops"] if flops else []))
+                # --quick measures the peak on a small matmul, to save time.
+                s = json.dumps(dict(spec, **keys, **({"peak_size": 512} if flops and args.quick else {})))
+                cmd = [worker, "bench", s] if impl == "tuneflow" else [args.python, script, s, *(["--flops"] if flops else [])]
+                out = run_json(cmd)
                 out["requested"] = keys
                 runs[col].append(out)
+                with open(Path(args.out) / "gpu-bench-rows.jsonl", "a") as f:  # kept if the run is cut short
+                    f.write(json.dumps(dict(out, config=name, row=col, round=r + 1)) + "\n")
                 print(f"  {name} round {r + 1}/{args.rounds} {col}: {out['train_samples_per_s']:.0f} train/s", file=sys.stderr)
         records.append({"config": name, "spec": spec, "runs": runs})
     med = lambda rows, k: statistics.median(x[k] for x in rows) if rows and all(k in x for x in rows) else None
@@ -194,6 +198,7 @@ def main():
             specs.append((name, spec))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "gpu-bench-rows.jsonl").write_text("")
     t0 = time.time()
     print(f"bench_gpu.py: {len(specs)} configs x {len(ROWS)} rows x {args.rounds} rounds on {args.device}"
           f"{' (quick)' if args.quick else ''}; results in {out}", file=sys.stderr)
@@ -204,6 +209,9 @@ def main():
     if args.device == "cpu" and any(keys.get("precision") == "bf16" for _, _, keys in ROWS):
         head += ["On CPU, PyTorch's bf16 rows use autocast with device type \"cpu\" (testing only).", ""]
     result = {"env": env, "bench": records}
+    # Part 1's tables now, in case part 2 is cut short.
+    (out / "gpu-bench.md").write_text("\n".join(head + lines) + "\n")
+    (out / "gpu-bench.json").write_text(json.dumps(result, indent=1) + "\n")
     if not args.skip_pretrain:
         import bench_gpu_pretrain
 

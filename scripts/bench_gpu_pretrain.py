@@ -27,7 +27,7 @@ except ImportError:
     Image = None
 
 FULL = dict(classes=40, per_class=128, size=112, width=64, batch=128, epochs=4, bench_steps=15)
-QUICK = dict(classes=8, per_class=32, size=32, width=8, batch=32, epochs=1, bench_steps=2)
+QUICK = dict(classes=8, per_class=16, size=16, width=8, batch=16, epochs=1, bench_steps=2)
 
 PIPELINE = """
 [pipeline]
@@ -124,6 +124,7 @@ def run(args, tuneflow, worker, threads):
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
         if proc.returncode != 0:
             raise SystemExit(f"bench_gpu.py: {' '.join(cmd)} exited with {proc.returncode}:\n{proc.stderr[-3000:]}\n{proc.stdout[-2000:]}")
+    (Path(args.out) / "pretrain-events.jsonl").write_text(proc.stdout)
     events = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
     epochs = [e for e in events if e.get("event") == "epoch" and e.get("stage") == "pretrain"]
     if not epochs:

@@ -18,6 +18,7 @@ device ("cpu"|"cuda"), and optionally
   optimizer  torch's default when absent (multi-tensor "foreach" on CUDA,
              "single" tensor loop on CPU) | "foreach" | "fused" | "single"
   cudnn_benchmark  bool, default true on CUDA
+  peak_size  the matmul side for --flops' peak (2048 on CPU, 8192 on CUDA)
 The output JSON echoes what actually ran (`precision`, `layout`,
 `optimizer`, and `optimizer_note` when a request fell back). With
 `--flops` it also counts one training step's FLOPs (torch.utils.
@@ -121,9 +122,9 @@ def make_optimizer(params, name, device):
     raise SystemExit(f"bench_torch.py: unknown optimizer {name!r} (foreach, fused or single)")
 
 
-def matmul_peak(device, dtype):
-    """Measured matmul FLOP/s: 2048^2 on CPU, 8192^2 on CUDA."""
-    n = 8192 if device.startswith("cuda") else 2048
+def matmul_peak(device, dtype, n=None):
+    """Measured matmul FLOP/s: n x n (default 2048 on CPU, 8192 on CUDA)."""
+    n = n or (8192 if device.startswith("cuda") else 2048)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
@@ -219,7 +220,7 @@ def main():
             step()
         out["train_flops_per_sample"] = counter.get_total_flops() / spec["batch"]
         dtype = torch.bfloat16 if precision == "bf16" and cuda else torch.float32
-        out["matmul_peak_flops"] = matmul_peak(device, dtype)
+        out["matmul_peak_flops"] = matmul_peak(device, dtype, spec.get("peak_size"))
         out["matmul_peak_dtype"] = "bf16" if dtype == torch.bfloat16 else "fp32"
     print(json.dumps(out))
 
