@@ -12,7 +12,7 @@ channels_last + fused SGD (its best). Part 2 is bench_gpu_pretrain.py.
 
 Usage: bench_gpu.py --bin DIR [--python PY] [--device cuda|cpu] [--quick]
                     [--rounds N] [--out DIR] [--work DIR] [--only NAMES]
-                    [--skip-pretrain]
+                    [--skip-pretrain] [--extra-rows]
 --quick shrinks everything (tiny widths/inputs/steps, 1 round) so the whole
 script runs in about a minute on 2 CPU cores: that is how CI tests it.
 Use scripts/gpu-bench.sh, which also sets LD_LIBRARY_PATH for the binaries.
@@ -42,12 +42,18 @@ CONFIGS = [
      dict(width=8, batch=16, steps=2)),
 ]
 
-# (column, impl, spec keys); the first two are tuneflow's, the last two PyTorch's.
+# (column, impl, spec keys): tuneflow's old and new paths, PyTorch's plain
+# and best; --extra-rows adds the issue's intermediate PyTorch columns.
+TF_BEST, PT_BEST = "tuneflow bf16 + channels-last + flat SGD", "PyTorch bf16 + channels_last + fused SGD"
 ROWS = [
     ("tuneflow fp32", "tuneflow", dict(precision="fp32", layout="contiguous", optimizer="per-tensor")),
-    ("tuneflow bf16 + channels-last + flat SGD", "tuneflow", dict(precision="bf16", layout="channels-last", optimizer="flat")),
+    (TF_BEST, "tuneflow", dict(precision="bf16", layout="channels-last", optimizer="flat")),
     ("PyTorch fp32", "pytorch", dict(precision="fp32", layout="contiguous")),
-    ("PyTorch bf16 + channels_last + fused SGD", "pytorch", dict(precision="bf16", layout="channels-last", optimizer="fused")),
+    (PT_BEST, "pytorch", dict(precision="bf16", layout="channels-last", optimizer="fused")),
+]
+EXTRA_ROWS = [
+    ("PyTorch bf16", "pytorch", dict(precision="bf16", layout="contiguous")),
+    ("PyTorch bf16 + channels_last", "pytorch", dict(precision="bf16", layout="channels-last")),
 ]
 
 
@@ -105,10 +111,10 @@ def bench_part(args, worker, specs):
     script = str(HERE / "bench_torch.py")
     records = []
     for ci, (name, spec) in enumerate(specs):
-        runs = {col: [] for col, _, _ in ROWS}
+        runs = {col: [] for col, _, _ in args.rows}
         for r in range(args.rounds):
-            for col, impl, keys in ROWS:
-                flops = impl == "pytorch" and col == ROWS[-1][0] and r == 0
+            for col, impl, keys in args.rows:
+                flops = col == PT_BEST and r == 0
                 # --quick measures the peak on a small matmul, to save time.
                 s = json.dumps(dict(spec, **keys, **({"peak_size": 512} if flops and args.quick else {})))
                 cmd = [worker, "bench", s] if impl == "tuneflow" else [args.python, script, s, *(["--flops"] if flops else [])]
@@ -121,19 +127,19 @@ def bench_part(args, worker, specs):
         records.append({"config": name, "spec": spec, "runs": runs})
     med = lambda rows, k: statistics.median(x[k] for x in rows) if rows and all(k in x for x in rows) else None
     lines = [f"### Training samples/s (medians of {args.rounds}, alternated)", "",
-             "| config | " + " | ".join(col for col, _, _ in ROWS) + " | tuneflow best / PyTorch best |",
-             "|---|" + "---|" * (len(ROWS) + 1)]
+             "| config | " + " | ".join(col for col, _, _ in args.rows) + " | tuneflow best / PyTorch best |",
+             "|---|" + "---|" * (len(args.rows) + 1)]
     for rec in records:
-        m = [med(rec["runs"][col], "train_samples_per_s") for col, _, _ in ROWS]
-        rec["median_train"] = dict(zip((col for col, _, _ in ROWS), m))
-        rec["ratio"] = m[1] / m[3]
+        m = [med(rec["runs"][col], "train_samples_per_s") for col, _, _ in args.rows]
+        rec["median_train"] = dict(zip((col for col, _, _ in args.rows), m))
+        rec["ratio"] = rec["median_train"][TF_BEST] / rec["median_train"][PT_BEST]
         flag = "" if rec["ratio"] >= 1.0 else " (below 1.0)"
         lines.append(f"| {rec['config']} | " + " | ".join(fmt(v) for v in m) + f" | {rec['ratio']:.2f}{flag} |")
     lines += ["", "### Details (medians): what ran, inference, optimizer share, parameters", "",
               "| config | row | ran as (precision/layout/optimizer) | train/s | infer/s | optimizer share | params |",
               "|---|---|---|---|---|---|---|"]
     for rec in records:
-        for col, _, _ in ROWS:
+        for col, _, _ in args.rows:
             rows = rec["runs"][col]
             share = med(rows, "optimizer_share")
             note = rows[0].get("optimizer_note")
@@ -147,17 +153,17 @@ def bench_part(args, worker, specs):
               "| config | GFLOP/sample | tuneflow best train/s | FLOP rate | share of measured peak | share of nominal 790 TFLOP/s bf16 |",
               "|---|---|---|---|---|---|"]
     for rec in records:
-        f = rec["runs"][ROWS[-1][0]][0]
-        rate = rec["median_train"][ROWS[1][0]] * f["train_flops_per_sample"]
+        f = rec["runs"][PT_BEST][0]
+        rate = rec["median_train"][TF_BEST] * f["train_flops_per_sample"]
         nominal = f"{100 * rate / NOMINAL_BF16_PEAK:.1f} %" if args.device.startswith("cuda") else "n/a (CPU)"
-        lines.append(f"| {rec['config']} | {f['train_flops_per_sample'] / 1e9:,.2f} | {fmt(rec['median_train'][ROWS[1][0]])} | "
+        lines.append(f"| {rec['config']} | {f['train_flops_per_sample'] / 1e9:,.2f} | {fmt(rec['median_train'][TF_BEST])} | "
                      f"{flops_str(rate)} | {100 * rate / f['matmul_peak_flops']:.1f} % of {flops_str(f['matmul_peak_flops'])} "
                      f"{f['matmul_peak_dtype']} matmul | {nominal} |")
     return records, lines
 
 
 def environment(args, records):
-    first = records[0]["runs"][ROWS[-1][0]][0] if records else {}
+    first = records[0]["runs"][PT_BEST][0] if records else {}
     cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
                 if l.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
     return {
@@ -184,7 +190,9 @@ def main():
                     help="generated images and run folders (kept out of --out, which comes back from the GPU machine)")
     ap.add_argument("--only", help="comma-separated substrings of config names to run (default: all)")
     ap.add_argument("--skip-pretrain", action="store_true")
+    ap.add_argument("--extra-rows", action="store_true", help="also PyTorch bf16, and bf16 + channels_last (foreach SGD)")
     args = ap.parse_args()
+    args.rows = ROWS[:3] + EXTRA_ROWS + ROWS[3:] if args.extra_rows else ROWS
     if not args.bin:
         raise SystemExit("bench_gpu.py: give the folder holding tuneflow and tuneflow-torch (--bin or TUNEFLOW_BIN)")
     tuneflow, worker = binaries(args.bin)
@@ -200,13 +208,13 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     (out / "gpu-bench-rows.jsonl").write_text("")
     t0 = time.time()
-    print(f"bench_gpu.py: {len(specs)} configs x {len(ROWS)} rows x {args.rounds} rounds on {args.device}"
+    print(f"bench_gpu.py: {len(specs)} configs x {len(args.rows)} rows x {args.rounds} rounds on {args.device}"
           f"{' (quick)' if args.quick else ''}; results in {out}", file=sys.stderr)
     records, lines = bench_part(args, worker, specs)
     env = environment(args, records)
     head = [f"machine: {env['machine']}", f"torch: {env['torch']}", f"GPU: {env['gpu']}", f"device: {args.device}"
             + (" (--quick: tiny sizes, not a measurement)" if args.quick else ""), ""]
-    if args.device == "cpu" and any(keys.get("precision") == "bf16" for _, _, keys in ROWS):
+    if args.device == "cpu" and any(keys.get("precision") == "bf16" for _, _, keys in args.rows):
         head += ["On CPU, PyTorch's bf16 rows use autocast with device type \"cpu\" (testing only).", ""]
     result = {"env": env, "bench": records}
     # Part 1's tables now, in case part 2 is cut short.
