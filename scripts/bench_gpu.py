@@ -110,7 +110,7 @@ def bench_part(args, worker, specs):
     """Part 1: the alternated runs. Returns (records, markdown lines)."""
     script = str(HERE / "bench_torch.py")
     records = []
-    for ci, (name, spec) in enumerate(specs):
+    for name, spec in specs:
         runs = {col: [] for col, _, _ in args.rows}
         for r in range(args.rounds):
             for col, impl, keys in args.rows:
