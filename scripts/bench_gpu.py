@@ -184,7 +184,7 @@ def main():
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--rounds", type=int)
-    ap.add_argument("--threads", type=int, help="CPU threads (default: all cores on CPU, libtorch's default on CUDA)")
+    ap.add_argument("--threads", type=int, help="CPU threads (default: all cores on CPU, 1 with --quick, libtorch's default on CUDA)")
     ap.add_argument("--out", default=os.environ.get("OUT") or "gpu-bench-out")
     ap.add_argument("--work", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "tuneflow-gpu-bench"),
                     help="generated images and run folders (kept out of --out, which comes back from the GPU machine)")
@@ -197,7 +197,10 @@ def main():
         raise SystemExit("bench_gpu.py: give the folder holding tuneflow and tuneflow-torch (--bin or TUNEFLOW_BIN)")
     tuneflow, worker = binaries(args.bin)
     args.rounds = args.rounds or (1 if args.quick else 3)
-    threads = args.threads if args.threads is not None else (0 if args.device.startswith("cuda") else os.cpu_count())
+    # --quick on CPU uses one thread: on a shared machine (CI runs other
+    # tests beside it) several OpenMP threads per process thrash.
+    default = 0 if args.device.startswith("cuda") else 1 if args.quick else os.cpu_count()
+    threads = args.threads if args.threads is not None else default
     specs = []
     for kind, spec, quick in CONFIGS:
         spec = dict(spec, **(quick if args.quick else {}), threads=threads, device=args.device)
