@@ -14,6 +14,8 @@ mod data;
 mod demo;
 mod failures;
 mod fuzz_pipeline;
+#[cfg(feature = "torch")]
+mod gpu_bench;
 mod harness;
 mod history;
 mod hostile;
