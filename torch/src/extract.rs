@@ -108,7 +108,7 @@ fn images(
                 .filter(|o| matches!(o, Op::Normalize { .. }))
                 .cloned()
                 .collect(),
-            workers: 2,
+            workers: crate::feed::loader_workers(net.vs.device()),
             prefetch: 2,
             drop_last: false,
             per_class: None,

@@ -83,9 +83,11 @@ impl Feed {
 }
 
 /// `t` in pinned memory; as it is if pinning fails (then the copy to the
-/// device waits for the transfer, which is only slower).
+/// device waits for the transfer, which is only slower). `_pin_memory` is
+/// what `pin_memory` calls, without its warning that passing a device is
+/// deprecated (tch has no way to pass none).
 fn pin(t: Tensor, device: Device) -> Tensor {
-    t.f_pin_memory(device).unwrap_or(t)
+    t.f_internal_pin_memory(device).unwrap_or(t)
 }
 
 impl Iterator for Feed {
