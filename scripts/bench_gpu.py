@@ -32,8 +32,9 @@ NOMINAL_BF16_PEAK = 790e12  # H200 dense bf16, the datasheet's figure
 
 # (kind, full-size spec, what --quick changes)
 CONFIGS = [
+    # (R50's loss on its batch needs about 6 steps to fall at --quick size.)
     ("face", dict(depth=50, width=64, input=[3, 112, 112], classes=1000, batch=128, steps=12),
-     dict(width=8, input=[3, 16, 16], batch=8, steps=2)),
+     dict(width=8, input=[3, 16, 16], batch=8, steps=6)),
     ("face", dict(depth=18, width=64, input=[3, 112, 112], classes=1000, batch=256, steps=10),
      dict(width=8, input=[3, 16, 16], batch=8, steps=2)),
     ("speaker", dict(depth=34, width=32, input=[1, 80, 200], classes=1000, batch=128, steps=15),
@@ -98,6 +99,14 @@ def ran_as(row):
     return "/".join(keys)
 
 
+def loss_change(row):
+    """tuneflow's loss before and after the timed steps, flagged unless it fell."""
+    a, b = row.get("loss_start"), row.get("loss_end")
+    if a is None or b is None:
+        return "–"
+    return f"{a:.3f} → {b:.3f}" + ("" if b < a else " (DID NOT FALL)")
+
+
 def flops_str(x):
     return f"{x / 1e12:,.1f} TFLOP/s" if x >= 1e12 else f"{x / 1e9:,.0f} GFLOP/s"
 
@@ -136,8 +145,11 @@ def bench_part(args, worker, specs):
         flag = "" if rec["ratio"] >= 1.0 else " (below 1.0)"
         lines.append(f"| {rec['config']} | " + " | ".join(fmt(v) for v in m) + f" | {rec['ratio']:.2f}{flag} |")
     lines += ["", "### Details (medians): what ran, inference, optimizer share, parameters", "",
-              "| config | row | ran as (precision/layout/optimizer) | train/s | infer/s | optimizer share | params |",
-              "|---|---|---|---|---|---|---|"]
+              "The forward dtype is what tuneflow's backbone returns under its precision setting (bf16 autocast runs on CUDA "
+              "only, so on CPU it stays Float); the loss is tuneflow's on the benchmark batch before and after the timed "
+              "steps (it must fall: the steps learn).", "",
+              "| config | row | ran as (precision/layout/optimizer) | train/s | infer/s | optimizer share | params | forward dtype | loss before → after |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for rec in records:
         for col, _, _ in args.rows:
             rows = rec["runs"][col]
@@ -145,7 +157,8 @@ def bench_part(args, worker, specs):
             note = rows[0].get("optimizer_note")
             lines.append(f"| {rec['config']} | {col} | {ran_as(rows[0])}{' (' + note + ')' if note else ''} | "
                          f"{fmt(med(rows, 'train_samples_per_s'))} | {fmt(med(rows, 'infer_samples_per_s'))} | "
-                         f"{'–' if share is None else f'{100 * share:.1f} %'} | {rows[0].get('params', '–'):,} |")
+                         f"{'–' if share is None else f'{100 * share:.1f} %'} | {rows[0].get('params', '–'):,} | "
+                         f"{rows[0].get('forward_kind', '–')} | {loss_change(rows[0])} |")
     params = {rec["config"]: {r[0].get("params") for r in rec["runs"].values()} for rec in records}
     bad = [k for k, v in params.items() if len(v) != 1]
     lines += ["", "Parameter counts " + ("agree on every row." if not bad else f"DIFFER for {', '.join(bad)}.")]

@@ -113,7 +113,7 @@ def run(args, tuneflow, worker, threads):
     print(f"  pretrain: {p['classes'] * p['per_class']} {ext} images in {images}{' (cached)' if cached else ''}", file=sys.stderr)
     spec = dict(depth=50, width=p["width"], input=[3, p["size"], p["size"]], classes=p["classes"], batch=p["batch"],
                 steps=p["bench_steps"], threads=threads, device=args.device, loss="arcface", precision="bf16",
-                layout="channels-last", optimizer="flat")
+                layout="auto", optimizer="flat")
     Path(args.work).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.work) as d:
         pipeline = Path(d) / "p.toml"
@@ -145,7 +145,7 @@ def run(args, tuneflow, worker, threads):
              f"Data: {c * p['per_class']:,} generated {s}×{s} RGB {ext.upper()}s in {c} class folders (90 % train split), "
              f"ingest `image-folder` → augment flip + normalise → pretrain {net}, {p['epochs']} epoch(s); "
              f"stage figures are the median over epoch{'s 2..' if len(epochs) > 1 else ' 1 (only one)'}. "
-             f"Raw rate: `tuneflow-torch bench` of the same network (arcface, bf16, channels-last), median of {args.rounds}.", "",
+             f"Raw rate: `tuneflow-torch bench` of the same network (arcface, bf16, the layout the stage picks), median of {args.rounds}.", "",
              "| network | stage samples/s | data-wait share | raw bench train/s | raw bench ran as | stage / raw | within 10 % |",
              "|---|---|---|---|---|---|---|",
              f"| {net} | {fmt(sps)} | {100 * wait:.2f} % | {fmt(raw)} | {ran_as(benches[0])} | {ratio:.2f} | "

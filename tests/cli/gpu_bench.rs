@@ -109,6 +109,14 @@ fn the_gpu_benchmark_runs_quick_on_cpu_with_every_table() {
         assert_eq!(runs.len(), 4, "four rows: {rec}");
         for (row, rounds) in runs {
             for r in rounds.as_array().unwrap() {
+                if r["impl"] == "tuneflow" {
+                    // The worker ran what was asked, and its steps learn.
+                    for key in ["precision", "layout", "optimizer"] {
+                        assert_eq!(r[key], r["requested"][key], "{row}: {r}");
+                    }
+                    let (before, after) = (r["loss_start"].as_f64(), r["loss_end"].as_f64());
+                    assert!(after < before, "{row}: the loss did not fall: {r}");
+                }
                 positive(&r["train_samples_per_s"], &format!("{row} train/s"));
                 positive(&r["infer_samples_per_s"], &format!("{row} infer/s"));
                 positive(&r["params"], &format!("{row} params"));
