@@ -6,6 +6,7 @@
 //! the CPU to convert a batch.
 
 use std::sync::mpsc::{sync_channel, Receiver};
+use std::thread::JoinHandle;
 
 use tch::{Device, Kind, Tensor};
 use tuneflow_stages::data::loader::{Batch, Loader};
@@ -44,7 +45,10 @@ fn host_tensors(b: &Batch) -> (Tensor, Tensor) {
 
 enum Source {
     Direct(Loader),
-    Pinned(Receiver<Result<(Tensor, Tensor), String>>),
+    Pinned {
+        rx: Option<Receiver<Result<(Tensor, Tensor), String>>>,
+        feeder: Option<JoinHandle<()>>,
+    },
 }
 
 /// The batches of one epoch, on the device.
@@ -59,7 +63,7 @@ impl Feed {
     pub fn new(loader: Loader, device: Device, layout: Layout) -> Self {
         let source = if device.is_cuda() {
             let (tx, rx) = sync_channel(2);
-            std::thread::spawn(move || {
+            let feeder = std::thread::spawn(move || {
                 for batch in loader {
                     let pinned = batch.map(|b| {
                         let (x, y) = host_tensors(&b);
@@ -70,7 +74,10 @@ impl Feed {
                     }
                 }
             });
-            Source::Pinned(rx)
+            Source::Pinned {
+                rx: Some(rx),
+                feeder: Some(feeder),
+            }
         } else {
             Source::Direct(loader)
         };
@@ -99,9 +106,18 @@ impl Iterator for Feed {
                 Ok(b) => host_tensors(&b),
                 Err(e) => return Some(Err(e)),
             },
-            Source::Pinned(rx) => match rx.recv().ok()? {
-                Ok(xy) => xy,
-                Err(e) => return Some(Err(e)),
+            Source::Pinned { rx, feeder } => match rx.as_ref()?.recv() {
+                Ok(Ok(xy)) => xy,
+                Ok(Err(e)) => return Some(Err(e)),
+                // The feeder is done: at the end of the epoch, or because
+                // it panicked, which must not pass for a short epoch.
+                Err(_) => {
+                    *rx = None;
+                    let joined = feeder.take().map_or(Ok(()), JoinHandle::join);
+                    return joined
+                        .err()
+                        .map(|_| Err("the thread feeding batches to the GPU failed".to_owned()));
+                }
             },
         };
         let len = y.size()[0] as usize;
@@ -121,6 +137,19 @@ impl Iterator for Feed {
             y,
             len,
         }))
+    }
+}
+
+impl Drop for Feed {
+    /// Stops the feeder (its next send fails) and waits for it, so no
+    /// thread is inside libtorch when the process exits.
+    fn drop(&mut self) {
+        if let Source::Pinned { rx, feeder } = &mut self.source {
+            drop(rx.take());
+            if let Some(f) = feeder.take() {
+                let _ = f.join();
+            }
+        }
     }
 }
 

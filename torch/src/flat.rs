@@ -1,10 +1,10 @@
 //! One buffer for all trainable parameters, so an optimizer step is a few
 //! kernels instead of a few per parameter (PyTorch gets the same from its
 //! `_foreach_` kernels, which tch does not expose). Every parameter, its
-//! gradient and its optimizer state become views into flat buffers, laid
-//! out in each parameter's own memory order (so channels-last weights stay
-//! channels last); the update runs on the flat tensors, one run per
-//! learning-rate group.
+//! gradient and its optimizer state become views into flat buffers, with
+//! the parameter's own strides (so channels-last weights stay channels
+//! last) at 64-byte aligned offsets; the update runs on the flat tensors,
+//! one run per learning-rate group.
 //!
 //! Element by element the arithmetic is the one the per-parameter update
 //! does, so on CPU the results are the same bits (a test checks it).
@@ -16,19 +16,22 @@ use tch::{Kind, Tensor};
 struct Slot {
     offset: i64,
     numel: i64,
-    /// The parameter's sizes in memory order (largest stride first).
-    stored: Vec<i64>,
-    /// The permutation from memory order back to the parameter's order.
-    back: Vec<i64>,
+    /// The parameter's sizes and strides, kept exactly (a 1-channel conv
+    /// weight's channels-last strides would not survive a view + permute).
+    size: Vec<i64>,
+    stride: Vec<i64>,
 }
 
 impl Slot {
     fn view(&self, flat: &Tensor) -> Tensor {
-        flat.narrow(0, self.offset, self.numel)
-            .view(self.stored.as_slice())
-            .permute(self.back.as_slice())
+        flat.as_strided(self.size.as_slice(), self.stride.as_slice(), self.offset)
     }
 }
+
+/// Slots start at multiples of this many elements (64 bytes of f32), so
+/// every parameter's data is as aligned as a tensor of its own; the gaps
+/// stay zero under every update.
+const ALIGN: i64 = 16;
 
 /// The flat storage of a list of parameters.
 #[derive(Debug)]
@@ -37,30 +40,27 @@ pub struct Flat {
     total: i64,
     params: Tensor,
     grads: Tensor,
+    /// The parameters' data pointers: if something replaces a parameter's
+    /// data, the flat buffer no longer holds it.
+    param_ptrs: Vec<usize>,
     /// The gradient data pointers once every gradient is a view of `grads`.
     adopted: Option<Vec<usize>>,
 }
 
-/// `t`'s memory order: sizes sorted by stride (largest first) and the
-/// permutation back; `None` unless `t` is dense (no gaps, no overlap).
-fn memory_order(t: &Tensor) -> Option<(Vec<i64>, Vec<i64>)> {
+/// Whether `t`'s elements fill exactly `numel` places of memory (no gaps,
+/// no overlap) from its offset: then a slot of that many elements holds it.
+fn dense(t: &Tensor) -> bool {
     let (size, stride) = (t.size(), t.stride());
-    let mut order: Vec<usize> = (0..size.len()).collect();
-    // Stable, so size-1 dimensions with equal strides keep their place.
-    order.sort_by(|&a, &b| stride[b].cmp(&stride[a]));
+    let mut dims: Vec<usize> = (0..size.len()).filter(|&d| size[d] != 1).collect();
+    dims.sort_by_key(|&d| stride[d]);
     let mut expected = 1;
-    for &d in order.iter().rev() {
-        if size[d] != 1 && stride[d] != expected {
-            return None;
+    for d in dims {
+        if stride[d] != expected {
+            return false;
         }
         expected *= size[d];
     }
-    let stored = order.iter().map(|&d| size[d]).collect();
-    let mut back = vec![0; order.len()];
-    for (k, &d) in order.iter().enumerate() {
-        back[d] = k as i64;
-    }
-    Some((stored, back))
+    true
 }
 
 impl Flat {
@@ -73,18 +73,17 @@ impl Flat {
         let mut slots = Vec::with_capacity(params.len());
         let mut total = 0;
         for p in params {
-            if p.kind() != kind || p.device() != device {
+            if p.kind() != kind || p.device() != device || !dense(p) {
                 return None;
             }
-            let (stored, back) = memory_order(p)?;
             let numel = p.numel() as i64;
             slots.push(Slot {
                 offset: total,
                 numel,
-                stored,
-                back,
+                size: p.size(),
+                stride: p.stride(),
             });
-            total += numel;
+            total += (numel + ALIGN - 1) / ALIGN * ALIGN;
         }
         let flat = Tensor::zeros([total], (kind, device));
         tch::no_grad(|| {
@@ -99,6 +98,7 @@ impl Flat {
             total,
             params: flat,
             grads: Tensor::zeros([total], (kind, device)),
+            param_ptrs: params.iter().map(|p| p.data_ptr() as usize).collect(),
             adopted: None,
         })
     }
@@ -116,6 +116,14 @@ impl Flat {
     /// makes them so; `None` while some parameter has no gradient yet, or
     /// when something replaced a gradient (then it adopts them again).
     pub fn ready(&mut self, params: &[Tensor]) -> Option<(&Tensor, &Tensor)> {
+        if params.len() != self.slots.len()
+            || params
+                .iter()
+                .zip(&self.param_ptrs)
+                .any(|(p, &ptr)| p.data_ptr() as usize != ptr)
+        {
+            return None; // Not (all) in the flat buffer any more.
+        }
         let grads: Vec<Tensor> = params.iter().map(Tensor::grad).collect();
         if grads.iter().any(|g| !g.defined()) {
             self.adopted = None;
@@ -147,14 +155,15 @@ impl Flat {
     }
 
     /// The flat ranges `(offset, length, first parameter)` of runs of
-    /// parameters sharing a learning-rate scale.
+    /// parameters sharing a learning-rate scale (gaps between slots
+    /// included: they stay zero).
     pub fn runs(&self, scale: &[f64]) -> Vec<(i64, i64, usize)> {
         let at = |i: usize| scale.get(i).copied().unwrap_or(1.0);
         let mut runs: Vec<(i64, i64, usize)> = Vec::new();
         for (i, s) in self.slots.iter().enumerate() {
             match runs.last_mut() {
-                Some((_, len, first)) if at(*first).to_bits() == at(i).to_bits() => {
-                    *len += s.numel;
+                Some((start, len, first)) if at(*first).to_bits() == at(i).to_bits() => {
+                    *len = s.offset + s.numel - *start;
                 }
                 _ => runs.push((s.offset, s.numel, i)),
             }
@@ -162,7 +171,7 @@ impl Flat {
         runs
     }
 
-    /// Elements in all parameters.
+    /// Elements in the flat buffer (the parameters' and the gaps).
     pub fn len(&self) -> i64 {
         self.total
     }
@@ -183,28 +192,53 @@ mod tests {
     use super::*;
     use tch::Device;
 
+    /// Channels-last strides (as `layout::channels_last` makes; not
+    /// imported, so this module stays below `layout`).
+    fn nhwc(t: &Tensor) -> Tensor {
+        let s = t.size();
+        let mut out =
+            Tensor::empty([s[0], s[2], s[3], s[1]], (t.kind(), t.device())).permute([0, 3, 1, 2]);
+        tch::no_grad(|| out.copy_(t));
+        out
+    }
+
     #[test]
-    fn parameters_become_views_in_their_own_memory_order() {
+    fn parameters_become_aligned_views_with_their_own_strides() {
         let _rng = crate::torch_rng();
         let a = Tensor::randn([2, 3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
         let b =
-            crate::layout::channels_last(&Tensor::randn([4, 3, 2, 2], (Kind::Float, Device::Cpu)))
-                .set_requires_grad(true);
+            nhwc(&Tensor::randn([4, 3, 2, 2], (Kind::Float, Device::Cpu))).set_requires_grad(true);
         let (a0, b0) = (a.copy(), b.copy());
-        let flat = Flat::adopt(&[a.shallow_clone(), b.shallow_clone()]).unwrap();
-        assert_eq!(flat.len(), 6 + 48);
+        // A 1-channel conv weight in channels-last strides: (9, 1, 3, 1).
+        let c =
+            nhwc(&Tensor::randn([2, 1, 3, 3], (Kind::Float, Device::Cpu))).set_requires_grad(true);
+        let strides = [a.stride(), b.stride(), c.stride()];
+        let flat = Flat::adopt(&[a.shallow_clone(), b.shallow_clone(), c.shallow_clone()]).unwrap();
+        assert_eq!(flat.len(), 16 + 48 + 32, "slots aligned to 16 elements");
         assert!(a.equal(&a0) && b.equal(&b0));
-        assert!(crate::layout::is_channels_last(&b));
+        assert_eq!(
+            [a.stride(), b.stride(), c.stride()],
+            strides,
+            "strides kept exactly"
+        );
+        assert_eq!(c.stride(), [9, 1, 3, 1]);
+        assert_eq!((b.data_ptr() as usize - a.data_ptr() as usize) % 64, 0);
         // Writing the flat buffer writes the parameters.
         tch::no_grad(|| {
             let _ = flat.params.shallow_clone().g_mul_scalar_(2.0);
         });
         assert!(a.equal(&(&a0 * 2.0)) && b.equal(&(&b0 * 2.0)));
-        assert!(memory_order(&a.transpose(0, 1)).is_some());
-        assert!(
-            memory_order(&Tensor::zeros([4, 4], (Kind::Float, Device::Cpu)).narrow(1, 0, 2))
-                .is_none()
-        );
+        assert!(dense(&a.transpose(0, 1)));
+        assert!(!dense(
+            &Tensor::zeros([4, 4], (Kind::Float, Device::Cpu)).narrow(1, 0, 2)
+        ));
+        // A parameter whose data is replaced leaves the flat path.
+        let params = [a.shallow_clone(), b.shallow_clone(), c.shallow_clone()];
+        let mut flat = flat;
+        (a.sum(Kind::Float) + b.sum(Kind::Float) + c.sum(Kind::Float)).backward();
+        assert!(flat.ready(&params).is_some());
+        tch::no_grad(|| a.shallow_clone().set_data(&a.copy()));
+        assert!(flat.ready(&params).is_none());
     }
 
     #[test]
@@ -218,7 +252,10 @@ mod tests {
         let loss = || (w.sum(Kind::Float) * 2.0 + v.sum(Kind::Float) * 3.0).backward();
         loss();
         let (_, grads) = flat.ready(&params).unwrap();
-        let expected = Tensor::from_slice(&[2.0f32, 2.0, 2.0, 2.0, 2.0, 2.0, 3.0, 3.0]);
+        let mut expected = vec![0.0f32; 32];
+        expected[..6].fill(2.0);
+        expected[16..18].fill(3.0);
+        let expected = Tensor::from_slice(&expected);
         assert!(grads.equal(&expected));
         assert!(flat.zero_grads());
         loss();
@@ -227,7 +264,7 @@ mod tests {
         let (_, grads) = flat.ready(&params).unwrap();
         assert!(grads.equal(&(expected * 2.0)), "accumulated into the views");
         assert_eq!(flat.adopted, ptr, "still the same views");
-        assert_eq!(flat.runs(&[0.1, 1.0]), [(0, 6, 0), (6, 2, 1)]);
-        assert_eq!(flat.runs(&[]), [(0, 8, 0)]);
+        assert_eq!(flat.runs(&[0.1, 1.0]), [(0, 6, 0), (16, 2, 1)]);
+        assert_eq!(flat.runs(&[]), [(0, 18, 0)]);
     }
 }

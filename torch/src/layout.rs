@@ -73,10 +73,10 @@ impl Layout {
         });
     }
 
-    /// A batch of images in this layout (spectrogram batches, 3-d, and
-    /// one-channel images, whose two layouts are the same memory, pass).
+    /// A batch of images in this layout (spectrogram batches, 3-d, pass:
+    /// the network makes them 4-d itself).
     pub fn input(self, x: Tensor) -> Tensor {
-        if self == Self::ChannelsLast && x.dim() == 4 && x.size()[1] > 1 {
+        if self == Self::ChannelsLast && x.dim() == 4 {
             channels_last(&x)
         } else {
             x
@@ -84,12 +84,22 @@ impl Layout {
     }
 }
 
-/// `t` (4-d) copied into NHWC order, viewed as NCHW.
+/// `t` (4-d) copied into NHWC order, viewed as NCHW: the strides PyTorch's
+/// `.to(memory_format=torch.channels_last)` gives, the channel stride 1
+/// even for one channel (`permute + contiguous` would keep a one-channel
+/// tensor as it is, since it counts as contiguous already, and libtorch
+/// would then not treat it as channels last).
 pub fn channels_last(t: &Tensor) -> Tensor {
-    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+    let size = t.size();
+    let nhwc = Tensor::empty([size[0], size[2], size[3], size[1]], (t.kind(), t.device()));
+    let mut out = nhwc.permute([0, 3, 1, 2]);
+    tch::no_grad(|| out.copy_(t));
+    out
 }
 
-/// Whether `t` is stored in NHWC order (size-1 dimensions ignored).
+/// Whether `t` has exactly the NHWC strides [`channels_last`] makes
+/// (size-1 dimensions included: libtorch reads a one-channel tensor as
+/// channels last only when its channel stride is 1).
 pub fn is_channels_last(t: &Tensor) -> bool {
     if t.dim() != 4 {
         return false;
@@ -97,7 +107,7 @@ pub fn is_channels_last(t: &Tensor) -> bool {
     let (size, stride) = (t.size(), t.stride());
     let mut expected = 1;
     for d in [1, 3, 2, 0] {
-        if size[d] != 1 && stride[d] != expected {
+        if stride[d] != expected {
             return false;
         }
         expected *= size[d];
@@ -116,9 +126,11 @@ mod tests {
         let vs = nn::VarStore::new(Device::Cpu);
         let w = vs.root().randn("w", &[4, 3, 3, 3], 0.0, 1.0);
         let b = vs.root().randn("b", &[4], 0.0, 1.0);
+        let stem = vs.root().randn("stem", &[2, 1, 3, 3], 0.0, 1.0);
         let before = w.copy();
         Layout::ChannelsLast.apply(&vs);
         assert!(is_channels_last(&w), "strides {:?}", w.stride());
+        assert_eq!(stem.stride(), [9, 1, 3, 1], "one input channel too");
         assert!(!w.is_contiguous());
         assert_eq!(b.stride(), [1]);
         assert!(w.equal(&before));

@@ -312,6 +312,35 @@ pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> f64 {
     total
 }
 
+/// [`clip_grad_norm`] without reading anything back: the norm and the
+/// factor `min(1, max_norm / (norm + 1e-6))` stay on the device and every
+/// gradient is multiplied by it (by 1 when within the limit), as PyTorch's
+/// `clip_grad_norm_` does. For CUDA, where a read-back waits for the GPU;
+/// on CPU `clip_grad_norm` keeps the results what they were.
+pub fn clip_grad_norm_on_device(params: &[Tensor], max_norm: f64) {
+    let grads: Vec<Tensor> = params
+        .iter()
+        .map(Tensor::grad)
+        .filter(Tensor::defined)
+        .collect();
+    if grads.is_empty() {
+        return;
+    }
+    no_grad(|| {
+        let sums: Vec<Tensor> = grads
+            .iter()
+            .map(|g| g.square().sum(tch::Kind::Double))
+            .collect();
+        let total = Tensor::stack(&sums, 0).sum(tch::Kind::Double).sqrt();
+        let factor = (total.g_add_scalar(1e-6).reciprocal() * max_norm)
+            .clamp_max(1.0)
+            .to_kind(grads[0].kind());
+        for g in &grads {
+            let _ = g.shallow_clone().g_mul_(&factor);
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,6 +417,16 @@ mod tests {
     #[test]
     fn clipping_scales_to_the_max_norm() {
         let _rng = crate::torch_rng();
+        // The device version: same factor, nothing read back.
+        let q = param_with_grad(&[0.0, 0.0], &[3.0, 4.0]);
+        clip_grad_norm_on_device(&[q.shallow_clone()], 1.0);
+        let g = values(&q.grad());
+        assert!(
+            (g[0] - 0.6).abs() < 1e-6 && (g[1] - 0.8).abs() < 1e-6,
+            "{g:?}"
+        );
+        clip_grad_norm_on_device(&[q.shallow_clone()], 10.0);
+        assert_eq!(values(&q.grad()), g, "within the limit: unchanged");
         let p = param_with_grad(&[0.0, 0.0], &[3.0, 4.0]);
         let norm = clip_grad_norm(&[p.shallow_clone()], 1.0);
         assert!((norm - 5.0).abs() < 1e-12);

@@ -12,7 +12,7 @@ use tuneflow_stages::train::config::LossConfig;
 
 use crate::amp::with_precision;
 use crate::heads::Scored;
-use crate::optim::{clip_grad_norm, Optimizer};
+use crate::optim::{clip_grad_norm, clip_grad_norm_on_device, Optimizer};
 use crate::transfer::Net;
 
 /// What a step needs besides the batch.
@@ -55,7 +55,11 @@ impl Step<'_> {
         opt.zero_grad(self.params);
         scored.loss.backward();
         if let Some(max) = self.clip {
-            clip_grad_norm(self.params, max);
+            if self.net.vs.device().is_cuda() {
+                clip_grad_norm_on_device(self.params, max);
+            } else {
+                clip_grad_norm(self.params, max);
+            }
         }
         opt.step(self.params, lr, self.scales);
         Ok(scored)
@@ -99,9 +103,9 @@ impl Tally {
             let _ = self.correct.g_add_(&scored.correct);
             let keep = self.first_bad.ge(0).logical_or(&loss.isfinite());
             self.bad_loss = self.bad_loss.where_self(&keep, &loss);
-            self.first_bad = self
-                .first_bad
-                .where_self(&keep, &Tensor::from(batch as i64).to(loss.device()));
+            // A scalar operand, not a tensor: copying a host value to the
+            // device would wait for the GPU.
+            self.first_bad = self.first_bad.where_scalarother(&keep, batch as i64);
         });
         self.seen += len;
     }

@@ -107,11 +107,6 @@ pub fn run(spec: &TrainJob) -> Result<(), String> {
     let device = device(spec.device);
     let bf16 = cfg.precision == "bf16";
     let layout = Layout::auto(device, bf16)?;
-    if device.is_cuda() {
-        // Every training batch has one shape: let cuDNN pick its fastest
-        // algorithms once.
-        tch::Cuda::cudnn_set_benchmark(true);
-    }
     let mut s = setup(spec, cfg, &train.info, device)?;
     // Restride before the optimizer makes the parameters views of its
     // flat buffer; the checkpoint then loads into them in place.
@@ -139,6 +134,11 @@ pub fn run(spec: &TrainJob) -> Result<(), String> {
         layout,
         workers: crate::feed::loader_workers(device),
     };
+    if device.is_cuda() && static_shapes(&run.train, &run.ops) {
+        // Every training batch has one shape: let cuDNN time its
+        // algorithms once per shape and keep the fastest.
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
     let steps_per_epoch = (run.train.len() / cfg.batch.max(1)).max(1) as u64;
     let schedule = Schedule {
         lr: cfg.lr,
@@ -235,6 +235,14 @@ fn train_ops(train: &DatasetReader, policy: Option<&AugmentPolicy>, frames: u32)
         None if train.info.kind != "image" => vec![Op::SegmentCrop { frames }],
         None => vec![],
     }
+}
+
+/// Whether every training batch has one shape: images always; features
+/// only when cropped to a fixed length (a batch of uncropped utterances is
+/// cut to its shortest, so its length varies, and cuDNN's benchmark mode
+/// would time algorithms again for every new length).
+fn static_shapes(train: &DatasetReader, ops: &[Op]) -> bool {
+    train.info.kind == "image" || ops.iter().any(|o| matches!(o, Op::SegmentCrop { .. }))
 }
 
 /// Validation uses only the deterministic part: normalisation and the crop
