@@ -12,7 +12,7 @@ $(error scripts/ensure-libtorch.sh failed; see its message above)
 endif
 BIN := $(CARGO_TARGET_DIR)/release/tuneflow
 
-.PHONY: build test demo image-to-voice demo-associate lint fmt bench deps browser
+.PHONY: build test demo image-to-voice demo-associate lint fmt bench deps browser gpu-bin
 
 # Debian packages the fixtures need (espeak-ng voices, sox resampling),
 # installed only when a command is missing.
@@ -55,6 +55,14 @@ lint:
 
 fmt:
 	cargo fmt --all
+
+# Stripped release binaries to carry to the GPU machine, where
+# `scripts/gpu-bench.sh gpu-bin` measures issue #14's table (no Rust there;
+# ../shared/reference/gpu.md). gpu-bin/ is git-ignored.
+gpu-bin: build
+	mkdir -p gpu-bin
+	strip -o gpu-bin/tuneflow "$(BIN)"
+	strip -o gpu-bin/tuneflow-torch "$(BIN)-torch"
 
 bench: build
 	scripts/bench-data.sh "$(BIN)"

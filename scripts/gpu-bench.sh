@@ -10,10 +10,9 @@
 # need that Python's torch libraries on LD_LIBRARY_PATH; this adds them
 # unless already there. Where the binaries carry an rpath to the same
 # libraries (a local build) that is harmless.
-# On the H200: `make build`, then `mkdir -p gpu-bin && strip -o
-# gpu-bin/tuneflow $CARGO_TARGET_DIR/release/tuneflow && strip -o
-# gpu-bin/tuneflow-torch $CARGO_TARGET_DIR/release/tuneflow-torch` (gpu-bin/
-# is git-ignored, so carry it), and run `scripts/gpu-bench.sh gpu-bin` there
+# For the H200: `make gpu-bin` here (stripped release binaries in gpu-bin/,
+# which is git-ignored, so carry it), and run `scripts/gpu-bench.sh gpu-bin`
+# there
 # (expected: about 5-7 minutes; split it with --only NAMES / --skip-pretrain
 # if a command's time limit is near). --extra-rows adds the issue's
 # intermediate PyTorch columns (bf16; bf16 + channels_last).
