@@ -94,23 +94,20 @@ fn print(bench: &str, threads: usize, rate: f64) {
     );
 }
 
-fn main() {
-    let n: usize = std::env::args()
-        .nth(1)
-        .map_or(2, |a| a.parse().expect("usage: loader_bench [THREADS]"));
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let jpegs: Vec<Vec<u8>> = (0..2048).into_par_iter().map(jpeg).collect();
+/// JPEG decode on 1 and `n` threads; returns the decoded pixels.
+fn decode(jpegs: &[Vec<u8>], n: usize) -> Vec<(u32, Vec<u8>, u32)> {
     let spec = ImageSpec {
         size: 112,
         channels: 3,
     };
+    let mut decoded = Vec::new();
     for threads in [1, n] {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .expect("pool");
         let t = Instant::now();
-        let decoded: Vec<(u32, Vec<u8>, u32)> = pool.install(|| {
+        decoded = pool.install(|| {
             jpegs
                 .par_iter()
                 .enumerate()
@@ -123,40 +120,36 @@ fn main() {
                 })
                 .collect()
         });
-        print(
-            "jpeg-decode-112",
-            threads,
-            jpegs.len() as f64 / t.elapsed().as_secs_f64(),
-        );
-        if threads == n {
-            let faces = write(
-                &tmp.path().join("faces"),
-                "image",
-                vec![3, 112, 112],
-                &decoded,
-            );
-            let ops = [
-                Op::Flip { p: 0.5 },
-                Op::RandomCrop { padding: 8 },
-                Op::ColorJitter {
-                    brightness: 0.2,
-                    contrast: 0.2,
-                },
-                Op::Normalize {
-                    mean: vec![0.5],
-                    std: vec![0.5],
-                },
-            ];
-            for w in [1, n] {
-                print(
-                    "loader-faces-3x112x112-b128",
-                    w,
-                    loader_rate(&faces, &ops, 128, w),
-                );
-            }
-        }
+        let rate = jpegs.len() as f64 / t.elapsed().as_secs_f64();
+        print("jpeg-decode-112", threads, rate);
     }
-    // 80-bin fbank utterances of 3-6 s (300-600 frames), stored as f32.
+    decoded
+}
+
+/// The loader over faces with the usual face augmentation.
+fn faces(dir: &Path, decoded: &[(u32, Vec<u8>, u32)], n: usize) {
+    let faces = write(dir, "image", vec![3, 112, 112], decoded);
+    let ops = [
+        Op::Flip { p: 0.5 },
+        Op::RandomCrop { padding: 8 },
+        Op::ColorJitter {
+            brightness: 0.2,
+            contrast: 0.2,
+        },
+        Op::Normalize {
+            mean: vec![0.5],
+            std: vec![0.5],
+        },
+    ];
+    for w in [1, n] {
+        let rate = loader_rate(&faces, &ops, 128, w);
+        print("loader-faces-3x112x112-b128", w, rate);
+    }
+}
+
+/// The loader over 80-bin fbank utterances of 3-6 s (300-600 frames),
+/// cropped to 200 frames with SpecAugment.
+fn speech(dir: &Path, n: usize) {
     let feats: Vec<(u32, Vec<u8>, u32)> = (0..1024u32)
         .map(|i| {
             let frames = 300 + (i * 37) % 300;
@@ -166,16 +159,24 @@ fn main() {
             (i % 64, bytes, frames)
         })
         .collect();
-    let speech = write(&tmp.path().join("fbank"), "fbank", vec![80], &feats);
+    let speech = write(dir, "fbank", vec![80], &feats);
     let ops = [
         Op::SegmentCrop { frames: 200 },
         Op::SpecAugment { freq: 8, time: 10 },
     ];
     for w in [1, n] {
-        print(
-            "loader-fbank-80x200-b128",
-            w,
-            loader_rate(&speech, &ops, 128, w),
-        );
+        let rate = loader_rate(&speech, &ops, 128, w);
+        print("loader-fbank-80x200-b128", w, rate);
     }
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .map_or(2, |a| a.parse().expect("usage: loader_bench [THREADS]"));
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let jpegs: Vec<Vec<u8>> = (0..2048).into_par_iter().map(jpeg).collect();
+    let decoded = decode(&jpegs, n);
+    faces(&tmp.path().join("faces"), &decoded, n);
+    speech(&tmp.path().join("fbank"), n);
 }

@@ -151,11 +151,50 @@ pub fn bench(spec: &BenchSpec) -> Result<serde_json::Value, String> {
     };
     let x = layout.input(Tensor::randn([spec.batch, c, h, w], (Kind::Float, device)));
     let y = Tensor::randint(spec.classes, [spec.batch], (Kind::Int64, device));
+    let m = measure(&step, &mut opt, (&x, &y), spec, cfg.lr)?;
+    let samples = f64::from(spec.steps) * spec.batch as f64;
+    Ok(serde_json::json!({
+        "impl": "tuneflow",
+        "train_samples_per_s": samples / m.train_s,
+        "infer_samples_per_s": samples / m.infer_s,
+        "threads": tch::get_num_threads(),
+        "optimizer_share": m.opt_s / m.train_s,
+        "params": params.iter().map(Tensor::numel).sum::<usize>(),
+        "precision": cfg.precision,
+        "layout": layout.name(),
+        "optimizer": opt.updates(),
+        "device": format!("{device:?}"),
+        "forward_kind": format!("{:?}", m.forward_kind),
+        "loss_start": m.loss_start,
+        "loss_end": m.loss_end,
+    }))
+}
+
+/// What [`measure`] found.
+struct Measured {
+    train_s: f64,
+    infer_s: f64,
+    opt_s: f64,
+    loss_start: f64,
+    loss_end: f64,
+    forward_kind: Kind,
+}
+
+/// Times `spec.steps` training steps (after 3 warm-up steps), the
+/// optimizer alone and inference, on the batch `(x, y)` at rate `lr`.
+fn measure(
+    step: &Step<'_>,
+    opt: &mut Optimizer,
+    (x, y): (&Tensor, &Tensor),
+    spec: &BenchSpec,
+    lr: f64,
+) -> Result<Measured, String> {
+    let device = step.net.vs.device();
     let mut tally = Tally::new(device);
     let mut train = |opt: &mut Optimizer, n: u32| -> Result<f64, String> {
         let t = Instant::now();
         for b in 0..n {
-            let scored = step.run(opt, (&x, &y), cfg.lr, |_| Ok(()))?;
+            let scored = step.run(opt, (x, y), lr, |_| Ok(()))?;
             tally.add(&scored, spec.batch as usize, u64::from(b));
         }
         tally.check(0)?;
@@ -165,7 +204,7 @@ pub fn bench(spec: &BenchSpec) -> Result<serde_json::Value, String> {
         let t = Instant::now();
         tch::no_grad(|| {
             for _ in 0..n {
-                let scored = step.score(&x, &y, false);
+                let scored = step.score(x, y, false);
                 let _ = scored.loss.double_value(&[]);
             }
         });
@@ -174,32 +213,26 @@ pub fn bench(spec: &BenchSpec) -> Result<serde_json::Value, String> {
     // What autocast makes of the forward pass, and the loss on the batch
     // before and after training on it (it must fall: the steps learn).
     let forward_kind = tch::no_grad(|| {
-        crate::amp::with_precision(bf16, device, || net.backbone.forward_t(&x, false).kind())
+        crate::amp::with_precision(step.bf16, device, || {
+            step.net.backbone.forward_t(x, false).kind()
+        })
     });
-    let loss_now = || tch::no_grad(|| step.score(&x, &y, true).loss.double_value(&[]));
+    let loss_now = || tch::no_grad(|| step.score(x, y, true).loss.double_value(&[]));
     let loss_start = loss_now();
-    train(&mut opt, 3)?;
+    train(opt, 3)?;
     infer(3);
-    let train_s = train(&mut opt, spec.steps)?;
+    let train_s = train(opt, spec.steps)?;
     let loss_end = loss_now();
-    let opt_s = optimizer_seconds(&mut opt, &params, spec.steps);
+    let opt_s = optimizer_seconds(opt, step.params, spec.steps);
     let infer_s = infer(spec.steps);
-    let samples = f64::from(spec.steps) * spec.batch as f64;
-    Ok(serde_json::json!({
-        "impl": "tuneflow",
-        "train_samples_per_s": samples / train_s,
-        "infer_samples_per_s": samples / infer_s,
-        "threads": tch::get_num_threads(),
-        "optimizer_share": opt_s / train_s,
-        "params": params.iter().map(Tensor::numel).sum::<usize>(),
-        "precision": cfg.precision,
-        "layout": layout.name(),
-        "optimizer": opt.updates(),
-        "device": format!("{device:?}"),
-        "forward_kind": format!("{forward_kind:?}"),
-        "loss_start": loss_start,
-        "loss_end": loss_end,
-    }))
+    Ok(Measured {
+        train_s,
+        infer_s,
+        opt_s,
+        loss_start,
+        loss_end,
+        forward_kind,
+    })
 }
 
 /// Seconds `steps` optimizer updates take on their own (the gradients of
