@@ -141,7 +141,7 @@ pub fn run(spec: &AssociateJob) -> Result<(), String> {
         .collect::<BTreeMap<_, _>>()
         .into_values()
         .collect();
-    let mut opt = Optimizer::new(
+    let mut opt = Optimizer::flat(
         OptimizerConfig::AdamW {
             beta1: 0.9,
             beta2: 0.999,
@@ -201,12 +201,7 @@ fn train_epoch(
         if !v.is_finite() {
             return Err(format!("the loss is {v} at epoch {epoch}, batch {}", k + 1));
         }
-        for p in params {
-            let mut g = p.grad();
-            if g.defined() {
-                let _ = g.zero_();
-            }
-        }
+        opt.zero_grad(params);
         value.backward();
         opt.step(params, cfg.lr, &[]);
         loss_sum += v * ids.len() as f64;
