@@ -4,13 +4,19 @@ Markdown table of medians, ratios and the share of fp32 matmul peak that
 tuneflow's training step reaches. Usage:
     bench_train.py WORKER VENV_PYTHON [--rounds N] [--threads T] [--device D]
         [--precision fp32|bf16] [--layout L] [--optimizer flat|per-tensor]
-        [--torch-optimizer foreach|fused|single] [--neutrality] [--quick]
+        [--torch-optimizer foreach|fused|single] [--neutrality [--baseline OLD_WORKER]]
+        [--long] [--quick]
 --precision and --layout go to both sides, --optimizer to tuneflow's
 worker, --torch-optimizer to bench_torch.py (each only when given).
 --neutrality compares tuneflow with itself instead: per-tensor SGD, flat
 SGD, and flat SGD with channels-last, all contiguous-input fp32 otherwise,
-alternated, to check the new layout and optimizer cost nothing on CPU.
---quick cuts the steps to test the script itself (not a measurement).
+alternated, to check the new layout and optimizer cost nothing on CPU;
+--baseline adds an older worker binary with its own defaults as a first
+column (e.g. main's build), and the order of the variants rotates every
+round so no variant always runs first.
+--long runs 4x the steps (single runs of the short defaults vary by
+10-15 % on a shared 2-core machine). --quick cuts the steps to test the
+script itself (not a measurement).
 """
 import argparse
 import json
@@ -41,20 +47,23 @@ def med(rows, k):
 
 
 def neutrality(args, configs):
+    variants = ([("baseline (--baseline worker, its defaults)", {}, args.baseline)] if args.baseline else []) + \
+        [(v, keys, args.worker) for v, keys in NEUTRALITY]
     print("| config | tuneflow variant | ran as (layout/optimizer) | train/s | vs per-tensor | optimizer share | infer/s |")
     print("|---|---|---|---|---|---|---|")
     for name, spec in configs:
-        runs = {v: [] for v, _ in NEUTRALITY}
-        for _ in range(args.rounds):
-            for v, keys in NEUTRALITY:
-                runs[v].append(run([args.worker, "bench", json.dumps(dict(spec, **keys))]))
+        runs = {v: [] for v, _, _ in variants}
+        for r in range(args.rounds):
+            k = r % len(variants)
+            for v, keys, worker in variants[k:] + variants[:k]:
+                runs[v].append(run([worker, "bench", json.dumps(dict(spec, **keys))]))
         base = med(runs[NEUTRALITY[0][0]], "train_samples_per_s")
-        for v, _ in NEUTRALITY:
+        for v, _, _ in variants:
             rows = runs[v]
             echoed = f"{rows[0].get('layout', '?')}/{rows[0].get('optimizer', '?')}"
             tt = med(rows, "train_samples_per_s")
-            print(f"| {name} | {v} | {echoed} | {tt:.0f} | {tt / base:.2f} | {100 * med(rows, 'optimizer_share'):.1f} % | "
-                  f"{med(rows, 'infer_samples_per_s'):.0f} |")
+            print(f"| {name} | {v} | {echoed} | {tt:.0f} | {tt / base:.2f} | {100 * med(rows, 'optimizer_share'):.2f} % | "
+                  f"{med(rows, 'infer_samples_per_s'):.0f} |", flush=True)
 
 
 def main():
@@ -69,10 +78,13 @@ def main():
     ap.add_argument("--optimizer", help="tuneflow's: flat or per-tensor")
     ap.add_argument("--torch-optimizer", help="PyTorch's: foreach, fused or single")
     ap.add_argument("--neutrality", action="store_true")
+    ap.add_argument("--baseline", help="with --neutrality: an older tuneflow-torch to compare with")
+    ap.add_argument("--long", action="store_true", help="4x the steps")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     both = {k: v for k, v in (("precision", args.precision), ("layout", args.layout)) if v}
-    configs = [(name, dict(spec, threads=args.threads, device=args.device, **both, **({"steps": 2} if args.quick else {})))
+    steps = lambda spec: 2 if args.quick else spec["steps"] * (4 if args.long else 1)
+    configs = [(name, dict(spec, threads=args.threads, device=args.device, **both, steps=steps(spec)))
                for name, spec in CONFIGS]
     if args.neutrality:
         return neutrality(args, configs)
