@@ -20,6 +20,7 @@ use tuneflow_stages::worker::{
 };
 
 use crate::checkpoint::{self, Progress};
+use crate::extract::f32_bytes;
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::train::{device, emit};
 
@@ -269,12 +270,6 @@ fn validate(
             .double_value(&[]);
         Ok((l, acc))
     })
-}
-
-fn f32_bytes(t: &Tensor) -> Result<Vec<u8>, String> {
-    let v: Vec<f32> = Vec::try_from(t.to_kind(Kind::Float).to(Device::Cpu).flatten(0, -1))
-        .map_err(|e: tch::TchError| e.to_string())?;
-    Ok(v.iter().flat_map(|x| x.to_le_bytes()).collect())
 }
 
 fn write_outputs(

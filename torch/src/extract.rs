@@ -20,7 +20,8 @@ use tuneflow_stages::worker::progress::{Pace, RunShape};
 use tuneflow_stages::worker::{ExtractConfig, ExtractJob, ExtractResult, Phase, WorkerEvent};
 
 use crate::checkpoint::load_into;
-use crate::train::{device, emit, to_tensors};
+use crate::feed::to_tensors;
+use crate::train::{device, emit};
 use crate::transfer::{build_net, Net};
 
 /// Runs `extract` for `spec`.
@@ -190,7 +191,8 @@ fn cat(embs: Vec<Tensor>, scores: Vec<Tensor>) -> (Tensor, Option<Tensor>) {
     (Tensor::cat(&embs, 0), scores)
 }
 
-fn f32_bytes(t: &Tensor) -> Result<Vec<u8>, String> {
+/// `t` as little-endian f32 bytes (the embeddings file format).
+pub(crate) fn f32_bytes(t: &Tensor) -> Result<Vec<u8>, String> {
     let v: Vec<f32> = Vec::try_from(t.to_kind(Kind::Float).to(Device::Cpu).flatten(0, -1))
         .map_err(|e: tch::TchError| e.to_string())?;
     Ok(v.iter().flat_map(|x| x.to_le_bytes()).collect())

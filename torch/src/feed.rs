@@ -34,6 +34,13 @@ pub struct OnDevice {
     pub len: usize,
 }
 
+/// A batch as tensors on `device`, copied there at once (extraction;
+/// training uses a [`Feed`]).
+pub fn to_tensors(b: &Batch, device: Device) -> (Tensor, Tensor) {
+    let (x, y) = host_tensors(b);
+    (x.to(device), y.to(device))
+}
+
 /// A batch as tensors on the host (inputs f32 in the batch's shape).
 fn host_tensors(b: &Batch) -> (Tensor, Tensor) {
     let shape: Vec<i64> = b.shape.iter().map(|&d| d as i64).collect();

@@ -9,7 +9,7 @@
 //! Element by element the arithmetic is the one the per-parameter update
 //! does, so on CPU the results are the same bits (a test checks it).
 
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 /// Where one parameter lives in the flat buffers.
 #[derive(Debug, Clone)]
@@ -37,7 +37,6 @@ const ALIGN: i64 = 16;
 #[derive(Debug)]
 pub struct Flat {
     slots: Vec<Slot>,
-    total: i64,
     params: Tensor,
     grads: Tensor,
     /// The parameters' data pointers: if something replaces a parameter's
@@ -95,7 +94,6 @@ impl Flat {
         });
         Some(Self {
             slots,
-            total,
             params: flat,
             grads: Tensor::zeros([total], (kind, device)),
             param_ptrs: params.iter().map(|p| p.data_ptr() as usize).collect(),
@@ -170,27 +168,12 @@ impl Flat {
         }
         runs
     }
-
-    /// Elements in the flat buffer (the parameters' and the gaps).
-    pub fn len(&self) -> i64 {
-        self.total
-    }
-
-    /// Whether there are no elements.
-    pub fn is_empty(&self) -> bool {
-        self.total == 0
-    }
-
-    /// The element type.
-    pub fn kind(&self) -> Kind {
-        self.params.kind()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Device;
+    use tch::{Device, Kind};
 
     /// Channels-last strides (as `layout::channels_last` makes; not
     /// imported, so this module stays below `layout`).
@@ -214,7 +197,11 @@ mod tests {
             nhwc(&Tensor::randn([2, 1, 3, 3], (Kind::Float, Device::Cpu))).set_requires_grad(true);
         let strides = [a.stride(), b.stride(), c.stride()];
         let flat = Flat::adopt(&[a.shallow_clone(), b.shallow_clone(), c.shallow_clone()]).unwrap();
-        assert_eq!(flat.len(), 16 + 48 + 32, "slots aligned to 16 elements");
+        assert_eq!(
+            flat.params.numel(),
+            16 + 48 + 32,
+            "slots aligned to 16 elements"
+        );
         assert!(a.equal(&a0) && b.equal(&b0));
         assert_eq!(
             [a.stride(), b.stride(), c.stride()],

@@ -97,28 +97,28 @@ pub fn channels_last(t: &Tensor) -> Tensor {
     out
 }
 
-/// Whether `t` has exactly the NHWC strides [`channels_last`] makes
-/// (size-1 dimensions included: libtorch reads a one-channel tensor as
-/// channels last only when its channel stride is 1).
-pub fn is_channels_last(t: &Tensor) -> bool {
-    if t.dim() != 4 {
-        return false;
-    }
-    let (size, stride) = (t.size(), t.stride());
-    let mut expected = 1;
-    for d in [1, 3, 2, 0] {
-        if stride[d] != expected {
-            return false;
-        }
-        expected *= size[d];
-    }
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use tch::Kind;
+
+    /// Whether `t` has exactly the NHWC strides [`channels_last`] makes
+    /// (size-1 dimensions included: libtorch reads a one-channel tensor as
+    /// channels last only when its channel stride is 1).
+    fn is_channels_last(t: &Tensor) -> bool {
+        if t.dim() != 4 {
+            return false;
+        }
+        let (size, stride) = (t.size(), t.stride());
+        let mut expected = 1;
+        for d in [1, 3, 2, 0] {
+            if stride[d] != expected {
+                return false;
+            }
+            expected *= size[d];
+        }
+        true
+    }
 
     #[test]
     fn restriding_keeps_values_and_the_tensor_and_files_stay_standard() {

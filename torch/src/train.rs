@@ -12,10 +12,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tch::{Device, Tensor};
+use tch::Device;
 use tuneflow_stages::data::augment_ops::Op;
 use tuneflow_stages::data::dataset::DatasetReader;
-use tuneflow_stages::data::loader::{Batch, Loader, LoaderConfig};
+use tuneflow_stages::data::loader::{Loader, LoaderConfig};
 use tuneflow_stages::formats::model::ModelFolderConfig;
 use tuneflow_stages::formats::policy::AugmentPolicy;
 use tuneflow_stages::train::config::TrainConfig;
@@ -252,15 +252,6 @@ fn eval_ops(ops: &[Op]) -> Vec<Op> {
         .filter(|o| matches!(o, Op::Normalize { .. } | Op::SegmentCrop { .. }))
         .cloned()
         .collect()
-}
-
-/// A batch as tensors on `device` (extraction; training uses [`Feed`]).
-pub fn to_tensors(b: &Batch, device: Device) -> (Tensor, Tensor) {
-    let shape: Vec<i64> = b.shape.iter().map(|&d| d as i64).collect();
-    (
-        Tensor::from_slice(&b.data).reshape(shape).to(device),
-        Tensor::from_slice(&b.labels).to(device),
-    )
 }
 
 fn train_epoch(
