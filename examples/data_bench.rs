@@ -5,16 +5,15 @@
 //! Usage: `cargo run --release --example data_bench -- FIXTURES_DIR`
 #![expect(clippy::print_stdout, reason = "a benchmark prints its results")]
 
+mod common;
+
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Instant;
 
 use rayon::prelude::*;
 use tuneflow_stages::data::augment_ops::Op;
-use tuneflow_stages::data::dataset::{DatasetInfo, DatasetReader, DatasetWriter};
 use tuneflow_stages::data::decode::{fbank_bytes, image_bytes, ImageSpec};
 use tuneflow_stages::data::fbank::{Fbank, FbankOptions};
-use tuneflow_stages::data::loader::{Loader, LoaderConfig};
 use tuneflow_stages::data::sources::{list, Locator};
 
 fn files(format: &str, root: &Path) -> Vec<(u32, Vec<u8>)> {
@@ -33,46 +32,6 @@ fn files(format: &str, root: &Path) -> Vec<(u32, Vec<u8>)> {
             )
         })
         .collect()
-}
-
-fn write(
-    dir: &Path,
-    kind: &str,
-    shape: Vec<u32>,
-    items: &[(u32, Vec<u8>, u32)],
-) -> Arc<DatasetReader> {
-    let mut w = DatasetWriter::create(dir).expect("temp dir");
-    for (i, (label, bytes, frames)) in items.iter().enumerate() {
-        w.push(&i.to_string(), *label, *frames, bytes)
-            .expect("write");
-    }
-    let info = DatasetInfo::new(kind, shape, vec![]);
-    w.finish(info, &[]).expect("finish");
-    Arc::new(DatasetReader::open_dir(dir).expect("reopen"))
-}
-
-fn loader_rate(data: Arc<DatasetReader>, ops: Vec<Op>, batch: usize) -> (f64, usize) {
-    let mut batches = 0;
-    let t = Instant::now();
-    for epoch in 1..=3 {
-        let cfg = LoaderConfig {
-            batch,
-            shuffle: true,
-            seed: 7,
-            stage: 1,
-            epoch,
-            ops: ops.clone(),
-            workers: 2,
-            prefetch: 4,
-            drop_last: true,
-            per_class: None,
-        };
-        for b in Loader::new(data.clone(), cfg) {
-            b.expect("batch");
-            batches += 1;
-        }
-    }
-    (batches as f64 / t.elapsed().as_secs_f64(), batch)
 }
 
 fn main() {
@@ -119,7 +78,7 @@ fn main() {
             serde_json::json!({"bench": format!("png-decode-resize-{size}"), "images": images.len(), "images_per_s": images.len() as f64 / secs})
         );
         if size == 112 {
-            let data = write(
+            let data = common::write(
                 &tmp.path().join("img"),
                 "image",
                 vec![3, size, size],
@@ -137,19 +96,19 @@ fn main() {
                     std: vec![0.5],
                 },
             ];
-            let (rate, batch) = loader_rate(data, ops, 64);
+            let (batch, rate) = (64, common::items_per_s(&data, &ops, 64, 2, 3) / 64.0);
             println!(
                 "{}",
                 serde_json::json!({"bench": "loader-images-112-augmented", "batch": batch, "batches_per_s": rate, "items_per_s": rate * batch as f64})
             );
         }
     }
-    let data = write(&tmp.path().join("fbank"), "fbank", vec![40], &feats);
+    let data = common::write(&tmp.path().join("fbank"), "fbank", vec![40], &feats);
     let ops = vec![
         Op::SegmentCrop { frames: 100 },
         Op::SpecAugment { freq: 8, time: 10 },
     ];
-    let (rate, batch) = loader_rate(data, ops, 32);
+    let (batch, rate) = (32, common::items_per_s(&data, &ops, 32, 2, 3) / 32.0);
     println!(
         "{}",
         serde_json::json!({"bench": "loader-fbank-40x100-augmented", "batch": batch, "batches_per_s": rate, "items_per_s": rate * batch as f64})

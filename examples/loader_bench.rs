@@ -8,16 +8,15 @@
 //! Usage: `cargo run --release --example loader_bench -- [THREADS]`
 #![expect(clippy::print_stdout, reason = "a benchmark prints its results")]
 
+mod common;
+
 use std::io::Cursor;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Instant;
 
 use rayon::prelude::*;
 use tuneflow_stages::data::augment_ops::Op;
-use tuneflow_stages::data::dataset::{DatasetInfo, DatasetReader, DatasetWriter};
 use tuneflow_stages::data::decode::{image_bytes, ImageSpec};
-use tuneflow_stages::data::loader::{Loader, LoaderConfig};
 
 /// A 112×112 face-like JPEG: smooth gradients, an ellipse and some noise
 /// (plain noise would be a worst case no camera produces).
@@ -45,46 +44,6 @@ fn jpeg(i: u32) -> Vec<u8> {
         .encode_image(&img)
         .expect("encode");
     out
-}
-
-fn write(
-    dir: &Path,
-    kind: &str,
-    shape: Vec<u32>,
-    items: &[(u32, Vec<u8>, u32)],
-) -> Arc<DatasetReader> {
-    let mut w = DatasetWriter::create(dir).expect("temp dir");
-    for (i, (label, bytes, frames)) in items.iter().enumerate() {
-        w.push(&i.to_string(), *label, *frames, bytes)
-            .expect("write");
-    }
-    w.finish(DatasetInfo::new(kind, shape, vec![]), &[])
-        .expect("finish");
-    Arc::new(DatasetReader::open_dir(dir).expect("reopen"))
-}
-
-/// Items per second over 2 epochs with `workers` threads.
-fn loader_rate(data: &Arc<DatasetReader>, ops: &[Op], batch: usize, workers: usize) -> f64 {
-    let mut items = 0;
-    let t = Instant::now();
-    for epoch in 1..=2 {
-        let cfg = LoaderConfig {
-            batch,
-            shuffle: true,
-            seed: 7,
-            stage: 1,
-            epoch,
-            ops: ops.to_vec(),
-            workers,
-            prefetch: 4,
-            drop_last: true,
-            per_class: None,
-        };
-        for b in Loader::new(data.clone(), cfg) {
-            items += b.expect("batch").labels.len();
-        }
-    }
-    items as f64 / t.elapsed().as_secs_f64()
 }
 
 fn print(bench: &str, threads: usize, rate: f64) {
@@ -128,7 +87,7 @@ fn decode(jpegs: &[Vec<u8>], n: usize) -> Vec<(u32, Vec<u8>, u32)> {
 
 /// The loader over faces with the usual face augmentation.
 fn faces(dir: &Path, decoded: &[(u32, Vec<u8>, u32)], n: usize) {
-    let faces = write(dir, "image", vec![3, 112, 112], decoded);
+    let faces = common::write(dir, "image", vec![3, 112, 112], decoded);
     let ops = [
         Op::Flip { p: 0.5 },
         Op::RandomCrop { padding: 8 },
@@ -142,7 +101,7 @@ fn faces(dir: &Path, decoded: &[(u32, Vec<u8>, u32)], n: usize) {
         },
     ];
     for w in [1, n] {
-        let rate = loader_rate(&faces, &ops, 128, w);
+        let rate = common::items_per_s(&faces, &ops, 128, w, 2);
         print("loader-faces-3x112x112-b128", w, rate);
     }
 }
@@ -159,13 +118,13 @@ fn speech(dir: &Path, n: usize) {
             (i % 64, bytes, frames)
         })
         .collect();
-    let speech = write(dir, "fbank", vec![80], &feats);
+    let speech = common::write(dir, "fbank", vec![80], &feats);
     let ops = [
         Op::SegmentCrop { frames: 200 },
         Op::SpecAugment { freq: 8, time: 10 },
     ];
     for w in [1, n] {
-        let rate = loader_rate(&speech, &ops, 128, w);
+        let rate = common::items_per_s(&speech, &ops, 128, w, 2);
         print("loader-fbank-80x200-b128", w, rate);
     }
 }
