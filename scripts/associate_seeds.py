@@ -16,7 +16,7 @@ import statistics
 import sys
 import time
 
-from seeds import mean_std, tuneflow
+from seeds import cli, mean_std, tuneflow
 
 STAGES = [("associate", "real pairing"), ("control", "shuffled control")]
 
@@ -45,13 +45,7 @@ def row(m):
 
 
 def main():
-    if len(sys.argv) < 4:
-        sys.exit(__doc__)
-    binary, pipeline = sys.argv[1], sys.argv[2]
-    try:
-        seeds = [int(s) for s in sys.argv[3:]]
-    except ValueError:
-        sys.exit(f"seeds must be integers, got: {' '.join(sys.argv[3:])}")
+    binary, pipeline, seeds = cli(sys.argv[1:], __doc__)
     rows = {stage: [] for stage, _ in STAGES}
     for seed in seeds:
         secs, out = measures(binary, pipeline, seed)

@@ -16,7 +16,7 @@ import os
 import sys
 import tempfile
 
-from seeds import mean_std, run_seed, tuneflow
+from seeds import cli, mean_std, run_seed, tuneflow
 
 
 def read_seed(binary, pipeline, seed):
@@ -36,13 +36,7 @@ def read_seed(binary, pipeline, seed):
 
 
 def main():
-    if len(sys.argv) < 4:
-        sys.exit(__doc__)
-    binary, pipeline = sys.argv[1], sys.argv[2]
-    try:
-        seeds = [int(s) for s in sys.argv[3:]]
-    except ValueError:
-        sys.exit(f"seeds must be integers (DEMO_SEEDS), got: {' '.join(sys.argv[3:])}")
+    binary, pipeline, seeds = cli(sys.argv[1:], __doc__, ' (DEMO_SEEDS)')
     rows = []
     for seed in seeds:
         secs, ran = run_seed(binary, pipeline, seed)

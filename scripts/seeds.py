@@ -157,18 +157,24 @@ def print_summary(per_seed):
             print(f"| {label} vs {base}{where} | " + " | ".join(cells) + " |")
 
 
+def cli(argv, doc, hint=""):
+    """`TUNEFLOW PIPELINE SEED...` from `argv` (without the program name):
+    (binary, pipeline, seeds); exits with `doc` or a clear error."""
+    if len(argv) < 3:
+        sys.exit(doc)
+    try:
+        seeds = [int(s) for s in argv[2:]]
+    except ValueError:
+        sys.exit(f"seeds must be integers{hint}, got: {' '.join(argv[2:])}")
+    return argv[0], argv[1], seeds
+
+
 def main():
     argv = sys.argv[1:]
     if "--" in argv:
         EXTRA.extend(argv[argv.index("--") + 1:])
         argv = argv[:argv.index("--")]
-    if len(argv) < 3:
-        sys.exit(__doc__)
-    binary, pipeline = argv[0], argv[1]
-    try:
-        seeds = [int(s) for s in argv[2:]]
-    except ValueError:
-        sys.exit(f"seeds must be integers, got: {' '.join(argv[2:])}")
+    binary, pipeline, seeds = cli(argv, __doc__)
     per_seed = []
     for seed in seeds:
         secs, ran = run_seed(binary, pipeline, seed)
