@@ -236,17 +236,7 @@ fn plot(
         &std::fs::read(history).map_err(|e| StageError::io("read", history, e))?,
     )
     .map_err(|e| StageError::Other(format!("bad heads metrics.json: {e}")))?;
-    let epochs = v["epochs"].as_array().cloned().unwrap_or_default();
-    let series: plots::Series = ["train_loss", "val_loss", "train_acc", "val_acc"]
-        .into_iter()
-        .map(|k| {
-            let pts = epochs
-                .iter()
-                .filter_map(|e| Some((e["epoch"].as_f64()?, e[k].as_f64()?)))
-                .collect();
-            (k, pts)
-        })
-        .collect();
+    let series = plots::series_of(&v);
     plots::training(
         &out.join("training.png"),
         &[plots::Curves { stage, series }],

@@ -348,18 +348,8 @@ impl Evaluate {
                 &std::fs::read(path).map_err(|e| StageError::io("read", path, e))?,
             )
             .map_err(|e| StageError::Other(format!("`{t}`: bad metrics.json: {e}")))?;
-            let epochs = v["epochs"].as_array().cloned().unwrap_or_default();
-            let series = ["train_loss", "val_loss", "train_acc", "val_acc"]
-                .into_iter()
-                .map(|k| {
-                    let pts = epochs
-                        .iter()
-                        .filter_map(|e| Some((e["epoch"].as_f64()?, e[k].as_f64()?)))
-                        .collect();
-                    (k, pts)
-                })
-                .filter(|(_, p): &(&str, Vec<(f64, f64)>)| !p.is_empty())
-                .collect();
+            let mut series = plots::series_of(&v);
+            series.retain(|(_, p)| !p.is_empty());
             out.push((t.split('/').next().unwrap_or(t).to_owned(), series));
         }
         Ok(out)

@@ -23,7 +23,7 @@ pub use axes::{
     roc_rect, roc_tick_label, Rect, Xy, DET_RANGE, DET_TICKS, ROC_FAR_RANGE, ROC_FAR_TICKS,
 };
 pub use charts::{det, roc};
-pub use training::{training, training_size, Curves, Series};
+pub use training::{series_of, training, training_size, Curves, Series};
 
 /// The size of `roc.png` and `det.png`; `training.png` is as wide and
 /// grows taller with the number of training stages.

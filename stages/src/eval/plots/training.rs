@@ -13,6 +13,23 @@ use super::{err, render, save, Area, DrawResult, Layout, PixelRect, Ticked, COLO
 /// Named per-epoch series: (`train_loss`, [(epoch, value)]), ...
 pub type Series = Vec<(&'static str, Vec<(f64, f64)>)>;
 
+/// The per-epoch series a training stage's `metrics.json` holds
+/// (`{"epochs": [{"epoch": 1, "train_loss": ..}, ..]}`); epochs without a
+/// value are skipped, so a series may be empty.
+pub fn series_of(history: &serde_json::Value) -> Series {
+    let epochs = history["epochs"].as_array().map_or(&[][..], Vec::as_slice);
+    ["train_loss", "val_loss", "train_acc", "val_acc"]
+        .into_iter()
+        .map(|k| {
+            let pts = epochs
+                .iter()
+                .filter_map(|e| Some((e["epoch"].as_f64()?, e[k].as_f64()?)))
+                .collect();
+            (k, pts)
+        })
+        .collect()
+}
+
 /// One training stage's curves.
 pub struct Curves<'a> {
     /// The stage.
